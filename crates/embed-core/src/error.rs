@@ -1,0 +1,109 @@
+//! The one error type of the core. Every failure names the file it concerns, so the SQL layer can
+//! map each variant once to a SQLSTATE and say which file and which setting to look at.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum EmbedError {
+    /// The model folder does not exist or is not a directory.
+    ModelDirMissing { path: PathBuf },
+    /// A file the model folder must contain is not there.
+    FileMissing { path: PathBuf },
+    /// A file is there but cannot be read (permissions, I/O).
+    FileUnreadable { path: PathBuf, reason: String },
+    /// A JSON configuration file does not parse or asks for something we do not support.
+    InvalidConfig { path: PathBuf, reason: String },
+    /// tokenizer.json does not parse.
+    InvalidTokenizer { path: PathBuf, reason: String },
+    /// model.safetensors is truncated, corrupt, or its tensors do not fit config.json.
+    InvalidWeights { path: PathBuf, reason: String },
+    /// An input could not be tokenised.
+    Tokenize { reason: String },
+    /// The forward pass failed: a bug, never the user's input.
+    Inference { reason: String },
+}
+
+pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
+
+impl EmbedError {
+    /// The file or folder the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::ModelDirMissing { path }
+            | Self::FileMissing { path }
+            | Self::FileUnreadable { path, .. }
+            | Self::InvalidConfig { path, .. }
+            | Self::InvalidTokenizer { path, .. }
+            | Self::InvalidWeights { path, .. } => Some(path),
+            Self::Tokenize { .. } | Self::Inference { .. } => None,
+        }
+    }
+
+    pub(crate) fn config(path: &Path, reason: impl fmt::Display) -> Self {
+        Self::InvalidConfig {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn weights(path: &Path, reason: impl fmt::Display) -> Self {
+        Self::InvalidWeights {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn inference(reason: impl fmt::Display) -> Self {
+        Self::Inference {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+// Messages follow PostgreSQL's style (lower case, no trailing period) because the SQL layer
+// shows them verbatim as the ERROR's primary message.
+impl fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ModelDirMissing { path } => {
+                write!(f, "model folder \"{}\" does not exist", path.display())
+            }
+            Self::FileMissing { path } => {
+                write!(f, "model file \"{}\" does not exist", path.display())
+            }
+            Self::FileUnreadable { path, reason } => {
+                write!(
+                    f,
+                    "could not read model file \"{}\": {reason}",
+                    path.display()
+                )
+            }
+            Self::InvalidConfig { path, reason } => {
+                write!(
+                    f,
+                    "invalid model configuration file \"{}\": {reason}",
+                    path.display()
+                )
+            }
+            Self::InvalidTokenizer { path, reason } => {
+                write!(
+                    f,
+                    "could not parse tokenizer file \"{}\": {reason}",
+                    path.display()
+                )
+            }
+            Self::InvalidWeights { path, reason } => {
+                write!(
+                    f,
+                    "invalid model weights file \"{}\": {reason}",
+                    path.display()
+                )
+            }
+            Self::Tokenize { reason } => write!(f, "could not tokenize input: {reason}"),
+            Self::Inference { reason } => write!(f, "embedding forward pass failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for EmbedError {}

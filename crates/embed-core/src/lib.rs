@@ -1,0 +1,188 @@
+//! sentence-transformers-exact sentence embeddings in pure Rust, with no PostgreSQL in sight.
+//!
+//! ```text
+//! model folder --config--> PipelineConfig
+//! text --tokenize--> TokenBatch --model--> token embeddings --pool--> vector --normalise--> vector
+//! ```
+//! The PostgreSQL extension is a thin layer over [`Embedder`]; everything here is covered by
+//! `cargo test -p embed-core` against sentence-transformers' own outputs.
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod pool;
+pub mod tokenize;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use config::{ModelFiles, PipelineConfig, PoolingMode};
+pub use error::{EmbedError, Result};
+use model::Encoder;
+use tokenize::TextTokenizer;
+
+/// A loaded model folder, ready to embed.
+pub struct Embedder {
+    files: ModelFiles,
+    name: String,
+    pipeline: PipelineConfig,
+    tokenizer: TextTokenizer,
+    encoder: Encoder,
+    load_time: Duration,
+    /// Hashing 470 MB of weights takes ~0.3 s, so it is done on first request, not at load.
+    weights_sha256: OnceLock<String>,
+}
+
+/// What `uhok_embed_info()` reports about a loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub model: String,
+    pub path: PathBuf,
+    pub dim: usize,
+    pub max_seq_length: usize,
+    pub pooling: String,
+    pub model_normalizes: bool,
+    pub layers: usize,
+    pub vocab_size: usize,
+    pub load_ms: f64,
+}
+
+impl Embedder {
+    /// Loads a sentence-transformers model folder. Every failure names the file at fault.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let started = Instant::now();
+        let files = ModelFiles::in_dir(dir)?;
+        let pipeline = PipelineConfig::read(&files)?;
+        let tokenizer = TextTokenizer::load(&files.tokenizer, &pipeline)?;
+        let encoder = Encoder::load(&files.weights, &pipeline.bert)?;
+        if tokenizer.vocab_size() > encoder.vocab_size() {
+            return Err(EmbedError::InvalidTokenizer {
+                path: files.tokenizer.clone(),
+                reason: format!(
+                    "its vocabulary has {} tokens but config.json's vocab_size is {}",
+                    tokenizer.vocab_size(),
+                    encoder.vocab_size()
+                ),
+            });
+        }
+        // The folder's own name: installers name it after the model (the default path is a
+        // symlink to such a folder, so resolve it first).
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            files,
+            name,
+            pipeline,
+            tokenizer,
+            encoder,
+            load_time: started.elapsed(),
+            weights_sha256: OnceLock::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.pipeline.dimension
+    }
+
+    pub fn pipeline(&self) -> &PipelineConfig {
+        &self.pipeline
+    }
+
+    /// Token ids of one text as the model sees it (special tokens included, truncated).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    /// Embeds texts in one padded forward pass. `normalize = false` returns the pooled vector
+    /// before any Normalize module, like sentence-transformers with Normalize removed.
+    pub fn embed_batch(&self, texts: &[&str], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let hidden = self.encoder.forward(&batch)?;
+        let mut pooled = pool::pool(
+            &hidden,
+            batch.seq_len,
+            self.pipeline.bert.hidden_size,
+            &batch.lengths,
+            &self.pipeline.pooling,
+        );
+        if normalize {
+            pooled.iter_mut().for_each(|v| pool::l2_normalize(v));
+        }
+        Ok(pooled)
+    }
+
+    pub fn embed(&self, text: &str, normalize: bool) -> Result<Vec<f32>> {
+        Ok(self
+            .embed_batch(&[text], normalize)?
+            .pop()
+            .expect("one input gives one output"))
+    }
+
+    /// A stable identity for what produced a vector: folder name plus the first 16 hex digits
+    /// of model.safetensors' SHA-256 (`sha256sum model.safetensors` shows the same digits).
+    pub fn version(&self) -> Result<String> {
+        if let Some(hash) = self.weights_sha256.get() {
+            return Ok(format!("{}@{}", self.name, &hash[..16]));
+        }
+        let hash = sha256_file(&self.files.weights)?;
+        let hash = self.weights_sha256.get_or_init(|| hash);
+        Ok(format!("{}@{}", self.name, &hash[..16]))
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            model: self.name.clone(),
+            path: self.files.dir.clone(),
+            dim: self.pipeline.dimension,
+            max_seq_length: self.tokenizer.max_seq_length(),
+            pooling: self
+                .pipeline
+                .pooling
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+            model_normalizes: self.pipeline.model_normalizes,
+            layers: self.pipeline.bert.num_hidden_layers,
+            vocab_size: self.pipeline.bert.vocab_size,
+            load_ms: self.load_time.as_secs_f64() * 1e3,
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let unreadable = |e: std::io::Error| EmbedError::FileUnreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}

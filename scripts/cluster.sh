@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster on a private port and socket directory, for tests and the demo.
+#
+#   cluster.sh start DIR PORT   initdb (if needed) and start; prints nothing on success
+#   cluster.sh stop DIR         stop it (the data stays in DIR until you delete it)
+#
+# PostgreSQL refuses to run as root, so as root the cluster belongs to $PG_OS_USER.
+# Connect with: psql -h DIR -p PORT -U postgres
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@"; else "$@"; fi
+}
+
+cmd=${1:?usage: cluster.sh start DIR PORT | stop DIR}
+dir=${2:?cluster directory}
+case "$cmd" in
+start)
+    port=${3:?port}
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown "$PG_OS_USER" "$dir"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        as_owner "$PG_BINDIR/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat >> "$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$dir'
+fsync = off
+log_min_messages = warning
+CONF
+    fi
+    # pgrx appends a Rust backtrace to every ERROR's DETAIL when RUST_BACKTRACE is set; expected
+    # output must not depend on the caller's environment.
+    as_owner env -u RUST_BACKTRACE "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+    ;;
+stop)
+    as_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    ;;
+*)
+    echo "usage: cluster.sh start DIR PORT | stop DIR" >&2
+    exit 2
+    ;;
+esac

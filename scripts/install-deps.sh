@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything uhok_embed needs to build and test on Debian bookworm (run as root).
+# Idempotent: each step is skipped when its result is already there, so the demo, the tests
+# and the Dockerfile can all call it.
+#
+#   PostgreSQL 15 + server headers, clang (bindgen), pgvector (built from Debian trixie's
+#   source package: bookworm has none), cargo-pgrx 0.18.1, a Python venv for model tooling.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- Debian packages ---------------------------------------------------------------------------
+need_pkgs=()
+for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config build-essential \
+         dpkg-dev sudo xz-utils unzip ca-certificates; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "apt-get install ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# Debian's postgresql package starts a cluster of its own on 5432; we never use it.
+
+# --- pgvector ----------------------------------------------------------------------------------
+if [ ! -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ]; then
+    log "building pgvector from Debian trixie's source package"
+    work=$(mktemp -d)
+    # A private apt configuration: one deb-src line for trixie, same mirror and keyring as the
+    # machine's own bookworm entry. The system's sources are not touched.
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    key=$(awk '/^Signed-By:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    if [ -z "$uri" ]; then
+        uri=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
+    fi
+    key=${key:-/usr/share/keyrings/debian-archive-keyring.gpg}
+    echo "deb-src [signed-by=$key] $uri trixie main" > "$work/trixie.list"
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+    apt_opts=(-o "Dir::Etc::sourcelist=$work/trixie.list" -o "Dir::Etc::sourceparts=-"
+              -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
+    apt-get "${apt_opts[@]}" update -qq
+    (cd "$work" && apt-get "${apt_opts[@]}" source --download-only pgvector >/dev/null \
+        && dpkg-source -x pgvector_*.dsc src >/dev/null \
+        && make -C src PG_CONFIG="$PG_CONFIG" -j"$(nproc)" install >/dev/null)
+    rm -rf "$work"
+fi
+
+# --- cargo-pgrx --------------------------------------------------------------------------------
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+    log "cargo install cargo-pgrx $PGRX_VERSION"
+    # --debug --no-default-features: 1m49s instead of 10m28s on 2 cores, and no libssl; it only
+    # drives builds, so its own speed does not matter.
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --debug --no-default-features
+fi
+if [ ! -f "${PGRX_HOME:-$HOME/.pgrx}/config.toml" ] || ! grep -q "$PG_CONFIG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi
+
+# --- OS user that owns throwaway clusters (PostgreSQL refuses to run as root) ------------------
+if [ "$(id -u)" = 0 ] && ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    useradd -m "$PG_OS_USER"
+fi
+
+# --- Python venv for model tooling (dequantizer, hadolint) -------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    log "python venv at $VENV"
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -c 'import numpy' 2>/dev/null || "$VENV/bin/pip" install -q numpy
+log "dependencies ready"

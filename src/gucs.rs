@@ -1,0 +1,50 @@
+//! The extension's settings, all named `uhok_embed.*`.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Where the default model lives: `$sharedir` expands to PostgreSQL's share directory, like
+/// `$libdir` in dynamic_library_path. scripts/install-models.sh points it at the default model.
+pub const DEFAULT_MODEL_PATH: &str = "$sharedir/uhok_embed/model";
+
+static MODEL_PATH: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"$sharedir/uhok_embed/model"));
+static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
+pub fn register() {
+    // PGC_SUSET: the setting makes the server read files of the superuser's choosing, so only a
+    // superuser may change it (pgml made such a setting USERSET; a user could read any file).
+    GucRegistry::define_string_guc(
+        c"uhok_embed.model_path",
+        c"Sentence-transformers model folder that uhok_embed() uses.",
+        c"A folder holding config.json, tokenizer.json, model.safetensors, sentence_bert_config.json and 1_Pooling/config.json. $sharedir expands to PostgreSQL's share directory.",
+        &MODEL_PATH,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // One thread by default: a server runs many backends, and candle's default of one thread
+    // per core in every backend oversubscribes the CPU.
+    GucRegistry::define_int_guc(
+        c"uhok_embed.threads",
+        c"Compute threads each backend uses for an embedding forward pass.",
+        c"The default, 1, never oversubscribes a server running many backends.",
+        &THREADS,
+        1,
+        64,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The model path as set, `$sharedir` not yet expanded.
+pub fn model_path_setting() -> String {
+    MODEL_PATH
+        .get()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| DEFAULT_MODEL_PATH.to_owned())
+}
+
+pub fn threads() -> usize {
+    THREADS.get().max(1) as usize
+}

@@ -1,0 +1,127 @@
+//! One loaded model per backend, loaded on first use and kept for the backend's life.
+//!
+//! A backend is a single-threaded process, so a thread_local needs no lock. A failed load is not
+//! cached: the next call tries again, so a session can SET a good path after an error. Changing
+//! uhok_embed.model_path makes the next call load the new folder.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use embed_core::Embedder;
+
+use crate::{error, gucs};
+
+struct Loaded {
+    setting: String,
+    embedder: Rc<Embedder>,
+}
+
+thread_local! {
+    static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+}
+
+/// PostgreSQL's share directory (what `pg_config --sharedir` prints for this server).
+fn share_dir() -> PathBuf {
+    let mut buf = [0 as std::ffi::c_char; pgrx::pg_sys::MAXPGPATH as usize];
+    // SAFETY: my_exec_path is a NUL-terminated path set at process start; get_share_path writes
+    // at most MAXPGPATH bytes, NUL included, into buf.
+    unsafe {
+        pgrx::pg_sys::get_share_path(
+            std::ptr::addr_of!(pgrx::pg_sys::my_exec_path).cast(),
+            buf.as_mut_ptr(),
+        );
+        PathBuf::from(
+            std::ffi::CStr::from_ptr(buf.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// Why the model the setting names could not be loaded.
+pub enum LoadError {
+    /// The setting itself is unusable (a relative path).
+    BadSetting(String),
+    Model(embed_core::EmbedError),
+}
+
+impl LoadError {
+    /// Raises this as an ERROR with its SQLSTATE, detail and hint.
+    pub fn raise(self, setting: &str) -> ! {
+        match self {
+            LoadError::BadSetting(message) => error::raise_bad_setting(
+                message,
+                "Use an absolute path, or one that starts with $sharedir.",
+            ),
+            LoadError::Model(e) => error::raise(e, Some(setting)),
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::BadSetting(message) => f.write_str(message),
+            LoadError::Model(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The folder a setting names: `$sharedir` expanded; anything else must be absolute.
+pub fn resolve(setting: &str) -> Result<PathBuf, LoadError> {
+    if let Some(rest) = setting.strip_prefix("$sharedir") {
+        return Ok(share_dir().join(rest.trim_start_matches('/')));
+    }
+    let path = PathBuf::from(setting);
+    if !path.is_absolute() {
+        return Err(LoadError::BadSetting(format!(
+            "uhok_embed.model_path \"{setting}\" is not an absolute path"
+        )));
+    }
+    Ok(path)
+}
+
+/// The model the current setting names, if this backend has already loaded it.
+pub fn loaded() -> Option<Rc<Embedder>> {
+    let setting = gucs::model_path_setting();
+    LOADED.with_borrow(|l| {
+        l.as_ref()
+            .filter(|l| l.setting == setting)
+            .map(|l| l.embedder.clone())
+    })
+}
+
+/// The model the current setting names, loading it on first use.
+pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
+    if let Some(embedder) = loaded() {
+        return Ok(embedder);
+    }
+    let setting = gucs::model_path_setting();
+    let dir = resolve(&setting)?;
+    apply_thread_setting();
+    // Drop the old model first: two multilingual models would be ~1 GB at once.
+    LOADED.set(None);
+    let embedder = Rc::new(Embedder::load(&dir).map_err(LoadError::Model)?);
+    LOADED.set(Some(Loaded {
+        setting,
+        embedder: embedder.clone(),
+    }));
+    Ok(embedder)
+}
+
+/// Like [`try_get`], raising an ERROR on failure.
+pub fn get() -> Rc<Embedder> {
+    try_get().unwrap_or_else(|e| e.raise(&gucs::model_path_setting()))
+}
+
+/// candle sizes its matrix-product parallelism from RAYON_NUM_THREADS on every call, and rayon
+/// sizes its pool from it when the pool first starts, so setting the variable is enough.
+pub fn apply_thread_setting() {
+    let wanted = gucs::threads().to_string();
+    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(wanted.as_str()) {
+        // The backend's own thread is the only one that reads it: rayon's workers read it only
+        // when the pool starts, during a call from this thread.
+        std::env::set_var("RAYON_NUM_THREADS", wanted);
+    }
+}

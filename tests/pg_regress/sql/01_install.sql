@@ -1,0 +1,11 @@
+-- CREATE EXTENSION with nothing configured, then embed with the default model.
+CREATE EXTENSION uhok_embed CASCADE;
+SELECT extname FROM pg_extension WHERE extname IN ('vector', 'uhok_embed') ORDER BY 1;
+SHOW uhok_embed.model_path;
+SHOW uhok_embed.threads;
+-- The result is pgvector's own type: no cast needed.
+SELECT pg_typeof(uhok_embed('갈비탕')), vector_dims(uhok_embed('갈비탕'));
+-- Volatility, strictness and parallel safety are deliberate (see api.rs and the README).
+SELECT proname, provolatile, proisstrict, proparallel, pg_get_function_arguments(oid) AS args,
+       pg_get_function_result(oid) AS result
+FROM pg_proc WHERE proname LIKE 'uhok_embed%' ORDER BY proname;

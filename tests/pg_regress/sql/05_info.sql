@@ -1,0 +1,21 @@
+-- uhok_embed_info(): the old service's /health.
+SET uhok_embed.model_path = '$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
+-- In a fresh backend nothing is loaded until asked.
+\c
+SELECT uhok_embed_info(load => false)->>'status' AS status,
+       uhok_embed_info(load => false)->'loaded' AS loaded;
+SET uhok_embed.model_path = '$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
+SELECT key FROM jsonb_object_keys(uhok_embed_info()) AS key ORDER BY key;
+SELECT i->>'status' AS status, i->>'model' AS model, i->'dim' AS dim, i->'max_seq_length' AS max_seq_length,
+       i->>'pooling' AS pooling, i->'normalize' AS normalize, i->'model_normalizes' AS model_normalizes,
+       i->>'device' AS device, i->'threads' AS threads, i->'loaded' AS loaded, i->'layers' AS layers,
+       i->>'version' AS version, (i->>'load_ms')::float8 > 0 AS load_ms_positive,
+       i->>'model_dir' LIKE '%/uhok_embed/models/all-MiniLM-L6-v2' AS model_dir_resolved
+FROM uhok_embed_info() AS i;
+SET uhok_embed.model_path = '$sharedir/uhok_embed/models/multilingual-e5-small-fixture';
+SELECT i->>'model' AS model, i->'dim' AS dim, i->'max_seq_length' AS max_seq_length,
+       i->'vocab_size' AS vocab_size, i->'layers' AS layers, i->>'version' AS version
+FROM uhok_embed_info() AS i;
+-- The default model (what $sharedir/uhok_embed/model points at) answers too.
+RESET uhok_embed.model_path;
+SELECT uhok_embed_info()->>'status' AS status, uhok_embed_info()->'dim' AS dim;
