@@ -12,3 +12,12 @@ export PG_CONFIG PGRX_VERSION PG_OS_USER UHOK_CACHE VENV
 PG_BINDIR=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 PG_SHAREDIR=$("$PG_CONFIG" --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
 export PG_BINDIR PG_SHAREDIR
+
+# A private Python venv for the project's tooling (the e5 dequantizer's numpy, hadolint).
+ensure_venv() {  # ensure_venv PACKAGE...
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    local pkg
+    for pkg in "$@"; do
+        "$VENV/bin/pip" show -q "$pkg" >/dev/null 2>&1 || "$VENV/bin/pip" install -q "$pkg"
+    done
+}

@@ -4,7 +4,7 @@
 # and the Dockerfile can all call it.
 #
 #   PostgreSQL 15 + server headers, clang (bindgen), pgvector (built from Debian trixie's
-#   source package: bookworm has none), cargo-pgrx 0.18.1, a Python venv for model tooling.
+#   source package: bookworm has none), cargo-pgrx 0.18.1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -64,10 +64,4 @@ if [ "$(id -u)" = 0 ] && ! id "$PG_OS_USER" >/dev/null 2>&1; then
     useradd -m "$PG_OS_USER"
 fi
 
-# --- Python venv for model tooling (dequantizer, hadolint) -------------------------------------
-if [ ! -x "$VENV/bin/python" ]; then
-    log "python venv at $VENV"
-    python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -c 'import numpy' 2>/dev/null || "$VENV/bin/pip" install -q numpy
 log "dependencies ready"

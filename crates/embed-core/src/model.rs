@@ -24,9 +24,9 @@ impl Encoder {
         // truncated file is an error here, not a fault later.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-                .map_err(|e| EmbedError::weights(weights, e))?;
+                .map_err(|e| weights_error(weights, e))?;
         // Fails with "shape mismatch for ..." when a tensor does not fit config.json.
-        let model = BertModel::load(vb, bert).map_err(|e| EmbedError::weights(weights, e))?;
+        let model = BertModel::load(vb, bert).map_err(|e| weights_error(weights, e))?;
         Ok(Self {
             model,
             hidden_size: bert.hidden_size,
@@ -56,4 +56,11 @@ impl Encoder {
         );
         Ok(hidden)
     }
+}
+
+/// candle prefixes some errors with the file's path, which our message already names.
+fn weights_error(weights: &Path, e: candle_core::Error) -> EmbedError {
+    let text = e.to_string();
+    let prefix = format!("path: {weights:?} ");
+    EmbedError::weights(weights, text.strip_prefix(&prefix).unwrap_or(&text))
 }

@@ -3,8 +3,9 @@ SET uhok_embed.model_path = '$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
 SELECT vector_dims(uhok_embed('chocolate cake')) AS dims;
 SELECT abs(vector_norm(uhok_embed('chocolate cake')) - 1) < 1e-6 AS unit_norm;
 SELECT abs(vector_norm(uhok_embed('chocolate cake', true)) - 1) < 1e-6 AS unit_norm_explicit;
--- normalize => false: the mean-pooled vector before normalisation.
-SELECT round(vector_norm(uhok_embed('chocolate cake', normalize => false))::numeric, 3) AS raw_norm;
+-- normalize => false: the mean-pooled vector before normalisation. NORMALIZE is an SQL
+-- keyword, so a named argument needs quotes.
+SELECT round(vector_norm(uhok_embed('chocolate cake', "normalize" => false))::numeric, 3) AS raw_norm;
 SELECT round((uhok_embed('chocolate cake', false) <=> uhok_embed('chocolate cake'))::numeric, 6)
        AS cosine_distance_raw_vs_normalized;
 -- NULL in, NULL out.

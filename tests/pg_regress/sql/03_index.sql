@@ -12,10 +12,18 @@ FROM unnest(ARRAY['소갈비탕', '갈비찜', '김치찌개', '된장찌개', '
      WITH ORDINALITY AS t(name, i);
 CREATE INDEX ON "RECIPE_VECTOR_TABLE" USING hnsw ("VECTOR_NAME" vector_l2_ops);
 ANALYZE "RECIPE_VECTOR_TABLE";
+-- The plan, with the folded query vector's 384 numbers elided.
+CREATE FUNCTION plan(query text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+        RETURN NEXT regexp_replace(line, '\[[^]]*\]', '[...]');
+    END LOOP;
+END $$;
+-- A table this small would be scanned sequentially; the point is that the index can be used.
 SET enable_seqscan = off;
-EXPLAIN (COSTS OFF)
-SELECT "RECIPE_ID" FROM "RECIPE_VECTOR_TABLE"
-ORDER BY "VECTOR_NAME" <-> uhok_embed('갈비탕') LIMIT 25;
+SELECT plan($$SELECT "RECIPE_ID" FROM "RECIPE_VECTOR_TABLE"
+              ORDER BY "VECTOR_NAME" <-> uhok_embed('갈비탕') LIMIT 25$$);
 -- The same with the query as a parameter, as a backend sends it.
 PREPARE find_similar(text) AS
 SELECT "COOKING_NAME" FROM "RECIPE_VECTOR_TABLE" ORDER BY "VECTOR_NAME" <-> uhok_embed($1) LIMIT 3;
@@ -33,3 +41,4 @@ INSERT INTO generated_embedding VALUES ('갈비탕'), (NULL);
 SELECT name, vector_dims(embedding) FROM generated_embedding ORDER BY name;
 DROP TABLE generated_embedding;
 DROP TABLE "RECIPE_VECTOR_TABLE";
+DROP FUNCTION plan(text);

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, builds and installs uhok_embed, starts a throwaway
+# PostgreSQL 15 cluster with pgvector, loads 350 Korean recipe names into "RECIPE_VECTOR_TABLE",
+# builds an HNSW index, prints the top 5 for a few queries, and stops the cluster.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+. "$here/common.sh"
+cd "$root"
+
+"$here/install-deps.sh"
+"$here/install-models.sh"
+"$here/build-extension.sh" >/dev/null
+
+cluster=$(mktemp -d /tmp/uhok_embed_demo.XXXX)
+port=${UHOK_DEMO_PORT:-54330}
+"$here/cluster.sh" start "$cluster" "$port"
+trap '"$here/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
+
+"${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql
+"${psql[@]}" -At -c "SELECT 'model: ' || (i->>'model') || ' (' || (i->>'dim') || ' dims, version ' || (i->>'version') || ', loaded in ' || (i->>'load_ms') || ' ms)' FROM uhok_embed_info() i"
+
+# Load the names first, then embed them all in one statement.
+started=$EPOCHREALTIME
+"${psql[@]}" -c "CREATE TEMP TABLE names (name text);
+\\copy names FROM 'demo/recipes.txt'
+INSERT INTO \"RECIPE_VECTOR_TABLE\" SELECT row_number() OVER (), name, uhok_embed(name) FROM names;"
+elapsed=$(awk "BEGIN { print $EPOCHREALTIME - $started }")
+"${psql[@]}" -At -c "SELECT count(*) || ' recipes embedded and indexed in $(printf '%.1f' "$elapsed") s' FROM \"RECIPE_VECTOR_TABLE\""
+
+for q in '갈비탕' '김치찌개' '매운 국물 요리' 'spicy noodles' 'chocolate dessert'; do
+    echo
+    echo "top 5 for '$q':"
+    "${psql[@]}" -v q="$q" <<'SQL'
+SELECT row_number() OVER () AS rank, "RECIPE_ID" AS recipe_id, "COOKING_NAME" AS cooking_name,
+       round(distance::numeric, 4) AS distance
+FROM (SELECT "RECIPE_ID", "COOKING_NAME", "VECTOR_NAME" <-> uhok_embed(:'q') AS distance
+      FROM "RECIPE_VECTOR_TABLE" ORDER BY "VECTOR_NAME" <-> uhok_embed(:'q') LIMIT 5) top;
+SQL
+done
+echo
+echo "the plan the backend's query gets:"
+"${psql[@]}" -c "EXPLAIN (COSTS OFF) SELECT \"RECIPE_ID\" FROM \"RECIPE_VECTOR_TABLE\" ORDER BY \"VECTOR_NAME\" <-> uhok_embed('갈비탕') LIMIT 25"
