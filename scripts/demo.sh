@@ -10,7 +10,8 @@ cd "$root"
 
 "$here/install-deps.sh"
 "$here/install-models.sh"
-"$here/build-extension.sh" >/dev/null
+echo "==> building and installing uhok_embed (log: /tmp/uhok_embed_build.log)" >&2
+"$here/build-extension.sh" >/tmp/uhok_embed_build.log 2>&1 || { tail -n 40 /tmp/uhok_embed_build.log; exit 1; }
 
 cluster=$(mktemp -d /tmp/uhok_embed_demo.XXXX)
 port=${UHOK_DEMO_PORT:-54330}
@@ -23,9 +24,11 @@ psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d post
 
 # Load the names first, then embed them all in one statement.
 started=$EPOCHREALTIME
-"${psql[@]}" -c "CREATE TEMP TABLE names (name text);
-\\copy names FROM 'demo/recipes.txt'
-INSERT INTO \"RECIPE_VECTOR_TABLE\" SELECT row_number() OVER (), name, uhok_embed(name) FROM names;"
+"${psql[@]}" <<'SQL'
+CREATE TEMP TABLE names (name text);
+\copy names FROM 'demo/recipes.txt'
+INSERT INTO "RECIPE_VECTOR_TABLE" SELECT row_number() OVER (), name, uhok_embed(name) FROM names;
+SQL
 elapsed=$(awk "BEGIN { print $EPOCHREALTIME - $started }")
 "${psql[@]}" -At -c "SELECT count(*) || ' recipes embedded and indexed in $(printf '%.1f' "$elapsed") s' FROM \"RECIPE_VECTOR_TABLE\""
 
@@ -40,5 +43,10 @@ FROM (SELECT "RECIPE_ID", "COOKING_NAME", "VECTOR_NAME" <-> uhok_embed(:'q') AS 
 SQL
 done
 echo
-echo "the plan the backend's query gets:"
-"${psql[@]}" -c "EXPLAIN (COSTS OFF) SELECT \"RECIPE_ID\" FROM \"RECIPE_VECTOR_TABLE\" ORDER BY \"VECTOR_NAME\" <-> uhok_embed('갈비탕') LIMIT 25"
+echo "the plan the backend's query gets (the query text is a parameter):"
+"${psql[@]}" <<'SQL'
+PREPARE find_similar_ids(text, int) AS
+SELECT "RECIPE_ID" FROM "RECIPE_VECTOR_TABLE" ORDER BY "VECTOR_NAME" <-> uhok_embed($1) LIMIT $2;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE find_similar_ids('갈비탕', 25);
+SQL
