@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds and installs uhok_embed, starts a throwaway
-# PostgreSQL 15 cluster with pgvector, loads 350 Korean recipe names into "RECIPE_VECTOR_TABLE",
-# builds an HNSW index, prints the top 5 for a few queries, and stops the cluster.
+# PostgreSQL 15 cluster with pgvector, creates sql/recipe_schema.sql ("RECIPE_VECTOR_TABLE" with
+# an HNSW index and the sync triggers), loads 350 Korean recipe names (the triggers embed them),
+# prints the top 5 of uhok_search() for a few queries, and stops the cluster.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -19,27 +20,27 @@ port=${UHOK_DEMO_PORT:-54330}
 trap '"$here/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
 psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
 
-"${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql
+"${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql >/dev/null
 "${psql[@]}" -At -c "SELECT 'model: ' || (i->>'model') || ' (' || (i->>'dim') || ' dims, version ' || (i->>'version') || ', loaded in ' || (i->>'load_ms') || ' ms)' FROM uhok_embed_info() i"
 
-# Load the names first, then embed them all in one statement.
+# COPY the names in: the triggers uhok_embed_attach() set up embed them in batches.
 started=$EPOCHREALTIME
 "${psql[@]}" <<'SQL'
 CREATE TEMP TABLE names (name text);
 \copy names FROM 'demo/recipes.txt'
-INSERT INTO "RECIPE_VECTOR_TABLE" SELECT row_number() OVER (), name, uhok_embed(name) FROM names;
+INSERT INTO "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "COOKING_NAME") SELECT row_number() OVER (), name FROM names;
 SQL
 elapsed=$(awk "BEGIN { print $EPOCHREALTIME - $started }")
-"${psql[@]}" -At -c "SELECT count(*) || ' recipes embedded and indexed in $(printf '%.1f' "$elapsed") s' FROM \"RECIPE_VECTOR_TABLE\""
+"${psql[@]}" -At -c "SELECT count(\"VECTOR_NAME\") || ' recipes embedded and indexed in $(printf '%.1f' "$elapsed") s' FROM \"RECIPE_VECTOR_TABLE\""
 
 for q in '갈비탕' '김치찌개' '매운 국물 요리' 'spicy noodles' 'chocolate dessert'; do
     echo
     echo "top 5 for '$q':"
     "${psql[@]}" -v q="$q" <<'SQL'
-SELECT row_number() OVER () AS rank, "RECIPE_ID" AS recipe_id, "COOKING_NAME" AS cooking_name,
-       round(distance::numeric, 4) AS distance
-FROM (SELECT "RECIPE_ID", "COOKING_NAME", "VECTOR_NAME" <-> uhok_embed(:'q') AS distance
-      FROM "RECIPE_VECTOR_TABLE" ORDER BY "VECTOR_NAME" <-> uhok_embed(:'q') LIMIT 5) top;
+SELECT row_number() OVER (ORDER BY s.distance) AS rank, s.recipe_id, r."COOKING_NAME" AS cooking_name,
+       round(s.distance::numeric, 4) AS distance
+FROM uhok_search(:'q', 5) AS s JOIN "RECIPE_VECTOR_TABLE" AS r ON r."RECIPE_ID" = s.recipe_id
+ORDER BY s.distance;
 SQL
 done
 echo

@@ -24,12 +24,52 @@ use crate::{error, gucs, model_cache};
 ///
 /// STRICT: NULL in gives NULL out. PARALLEL SAFE: each worker loads the model itself.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
+pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
     let model = model_cache::get();
-    match model.embed(input, normalize) {
-        Ok(v) => Vector(v),
-        Err(e) => error::raise(e, None),
-    }
+    let vector = model
+        .embed(input, normalize)
+        .unwrap_or_else(|e| error::raise(e, None));
+    model_cache::record(1, 1);
+    Vector(vector)
+}
+
+/// `uhok_embed_batch(inputs text[], normalize boolean DEFAULT true) RETURNS vector[]`
+///
+/// One padded forward pass per `uhok_embed.batch_size` texts (sorted by length first), results
+/// in input order, NULL elements give NULL elements. Each result equals uhok_embed() of its
+/// element. IMMUTABLE for the same reasons as uhok_embed().
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn uhok_embed_batch(
+    inputs: Vec<Option<String>>,
+    normalize: default!(bool, true),
+) -> Vec<Option<Vector>> {
+    let model = model_cache::get();
+    let present: Vec<&str> = inputs.iter().flatten().map(String::as_str).collect();
+    let mut passes = 0;
+    let vectors = model
+        .embed_many(&present, normalize, gucs::batch_size(), || {
+            // Between chunks, so statement_timeout and pg_cancel_backend stop a long batch.
+            check_for_interrupts!();
+            passes += 1;
+        })
+        .unwrap_or_else(|e| error::raise(e, None));
+    model_cache::record(present.len(), passes);
+    let mut vectors = vectors.into_iter();
+    inputs
+        .iter()
+        .map(|input| input.as_ref().and_then(|_| vectors.next()).map(Vector))
+        .collect()
+}
+
+/// `uhok_embed_version() RETURNS text`: the loaded model's version, what the sync triggers and
+/// backfill store beside each vector (the same as uhok_embed_info()->>'version').
+/// STABLE: it changes only when uhok_embed.model_path does.
+#[pg_extern(stable, parallel_safe)]
+pub fn uhok_embed_version() -> String {
+    let model = model_cache::get();
+    model
+        .version()
+        .unwrap_or_else(|e| error::raise(e, Some(&gucs::model_path_setting())))
 }
 
 /// `uhok_embed_info(load boolean DEFAULT true) RETURNS jsonb`: the old service's /health.
@@ -55,6 +95,9 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
         "device": "cpu",
         "threads": gucs::threads(),
         "normalize": true,
+        "batch_size": gucs::batch_size(),
+        "texts_embedded": model_cache::stats().texts,
+        "forward_passes": model_cache::stats().forward_passes,
     });
     match model {
         Ok(model) => {

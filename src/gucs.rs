@@ -11,6 +11,7 @@ pub const DEFAULT_MODEL_PATH: &str = "$sharedir/uhok_embed/model";
 static MODEL_PATH: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$sharedir/uhok_embed/model"));
 static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 
 pub fn register() {
     // PGC_SUSET: the setting makes the server read files of the superuser's choosing, so only a
@@ -35,6 +36,16 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"uhok_embed.batch_size",
+        c"Texts per forward pass in uhok_embed_batch(), the sync triggers and backfill.",
+        c"Texts are sorted by length and padded per chunk; larger chunks amortise per-pass overhead, smaller ones pad less.",
+        &BATCH_SIZE,
+        1,
+        4096,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 /// The model path as set, `$sharedir` not yet expanded.
@@ -47,4 +58,8 @@ pub fn model_path_setting() -> String {
 
 pub fn threads() -> usize {
     THREADS.get().max(1) as usize
+}
+
+pub fn batch_size() -> usize {
+    BATCH_SIZE.get().max(1) as usize
 }

@@ -10,6 +10,7 @@ mod api;
 mod error;
 mod gucs;
 mod model_cache;
+mod sync;
 mod vector;
 
 pgrx::pg_module_magic!();

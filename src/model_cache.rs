@@ -4,7 +4,7 @@
 //! cached: the next call tries again, so a session can SET a good path after an error. Changing
 //! uhok_embed.model_path makes the next call load the new folder.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -19,6 +19,27 @@ struct Loaded {
 
 thread_local! {
     static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+    static STATS: Cell<Stats> = const { Cell::new(Stats { texts: 0, forward_passes: 0 }) };
+}
+
+/// What this backend has run through the model, for uhok_embed_info() (and for tests that
+/// check that an unchanged row is not re-embedded and a bulk insert is batched).
+#[derive(Clone, Copy)]
+pub struct Stats {
+    pub texts: u64,
+    pub forward_passes: u64,
+}
+
+pub fn record(texts: usize, forward_passes: usize) {
+    let s = STATS.get();
+    STATS.set(Stats {
+        texts: s.texts + texts as u64,
+        forward_passes: s.forward_passes + forward_passes as u64,
+    });
+}
+
+pub fn stats() -> Stats {
+    STATS.get()
 }
 
 /// PostgreSQL's share directory (what `pg_config --sharedir` prints for this server).

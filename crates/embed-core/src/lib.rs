@@ -110,7 +110,45 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = self.tokenizer.encode_batch(texts)?;
+        self.forward_padded(self.tokenizer.encode_batch(texts)?, normalize)
+    }
+
+    /// Embeds any number of texts in chunks of `chunk_size`, results in input order.
+    ///
+    /// Texts are sorted by token count before chunking so each chunk pads to a length close to
+    /// its members' own: padding a short name to a long description's length makes it pay for
+    /// every pad position. `between_chunks` runs before each chunk (the SQL layer checks for
+    /// query cancellation there).
+    pub fn embed_many(
+        &self,
+        texts: &[&str],
+        normalize: bool,
+        chunk_size: usize,
+        mut between_chunks: impl FnMut(),
+    ) -> Result<Vec<Vec<f32>>> {
+        let encoded = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(chunk_size.max(1)) {
+            between_chunks();
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+            let vectors = self.forward_padded(self.tokenizer.pad(&rows), normalize)?;
+            for (&i, v) in chunk.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn forward_padded(
+        &self,
+        batch: tokenize::TokenBatch,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let hidden = self.encoder.forward(&batch)?;
         let mut pooled = pool::pool(
             &hidden,

@@ -118,23 +118,28 @@ impl TextTokenizer {
             .iter()
             .map(|t| self.encode(t))
             .collect::<Result<Vec<_>>>()?;
-        let seq_len = encoded.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(encoded.len() * seq_len);
-        let mut attention_mask = Vec::with_capacity(encoded.len() * seq_len);
-        let mut lengths = Vec::with_capacity(encoded.len());
-        for row in &encoded {
+        Ok(self.pad(&encoded.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+    }
+
+    /// Pads already-encoded rows to the longest of them.
+    pub fn pad(&self, rows: &[&[u32]]) -> TokenBatch {
+        let seq_len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * seq_len);
+        let mut attention_mask = Vec::with_capacity(rows.len() * seq_len);
+        let mut lengths = Vec::with_capacity(rows.len());
+        for row in rows {
             ids.extend_from_slice(row);
             ids.resize(ids.len() + seq_len - row.len(), self.pad_id);
             attention_mask.extend(std::iter::repeat_n(1, row.len()));
             attention_mask.extend(std::iter::repeat_n(0, seq_len - row.len()));
             lengths.push(row.len());
         }
-        Ok(TokenBatch {
+        TokenBatch {
             ids,
             attention_mask,
             lengths,
             seq_len,
-        })
+        }
     }
 }
 

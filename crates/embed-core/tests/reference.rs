@@ -173,3 +173,24 @@ fn model_folder_is_read_not_assumed() {
         .unwrap()
         .starts_with("multilingual-e5-small-fixture@"));
 }
+
+#[test]
+fn chunked_embedding_keeps_input_order_and_values() {
+    let embedder = load("all-MiniLM-L6-v2");
+    let texts: Vec<String> = reference("all-MiniLM-L6-v2.json")
+        .items
+        .into_iter()
+        .map(|i| i.text)
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut chunks = 0;
+    let many = embedder.embed_many(&refs, true, 4, || chunks += 1).unwrap();
+    assert_eq!(chunks, refs.len().div_ceil(4));
+    for (text, v) in refs.iter().zip(&many) {
+        let alone = embedder.embed(text, true).unwrap();
+        assert!(
+            max_abs_diff(&alone, v) <= BATCH_VS_SINGLE_MAX_DIFF,
+            "{text:?}"
+        );
+    }
+}

@@ -9,3 +9,8 @@ SELECT pg_typeof(uhok_embed('갈비탕')), vector_dims(uhok_embed('갈비탕'));
 SELECT proname, provolatile, proisstrict, proparallel, pg_get_function_arguments(oid) AS args,
        pg_get_function_result(oid) AS result
 FROM pg_proc WHERE proname LIKE 'uhok_embed%' ORDER BY proname;
+
+-- A helper for the tests that follow: the largest per-component difference of two vectors.
+CREATE FUNCTION max_abs_diff(a vector, b vector) RETURNS real LANGUAGE sql IMMUTABLE AS $$
+    SELECT max(abs(x - y)) FROM unnest(a::real[], b::real[]) AS p(x, y)
+$$;

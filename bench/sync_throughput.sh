@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Rows per second for the four ways uhok_embed fills RECIPE_VECTOR_TABLE, on the same 10,000
+# Korean recipe names, one compute thread, in one run on a throwaway cluster:
+#   row by row      SELECT uhok_embed(name) FROM names
+#   batch           SELECT uhok_embed_batch(array_agg(name)) FROM names
+#   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... (uhok_embed_attach's triggers)
+#   backfill        CALL uhok_embed_backfill(...) over the same rows with no vectors
+#
+# usage: bench/sync_throughput.sh [MODEL_FOLDER_NAME]   (default: the default model)
+# BENCH_ROWS=N changes the row count (default 10000).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+. "$root/scripts/common.sh"
+cd "$root"
+rows=${BENCH_ROWS:-10000}
+model=${1:-}
+
+"$root/scripts/install-deps.sh" >/dev/null
+"$root/scripts/install-models.sh" >/dev/null
+"$root/scripts/build-extension.sh" >/dev/null 2>&1
+
+cluster=$(mktemp -d /tmp/uhok_embed_bench.XXXX)
+port=${UHOK_BENCH_PORT:-54331}
+"$root/scripts/cluster.sh" start "$cluster" "$port"
+trap '"$root/scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
+model_setting=${model:+\$sharedir/uhok_embed/models/$model}
+export PGOPTIONS="-c uhok_embed.threads=1${model_setting:+ -c uhok_embed.model_path=$model_setting}"
+
+"${psql[@]}" >/dev/null <<SQL
+CREATE EXTENSION uhok_embed CASCADE;
+\\i sql/recipe_schema.sql
+-- 10,000 distinct names: the demo's 350 dishes with everyday modifiers.
+CREATE TABLE dishes (r text);
+\\copy dishes FROM 'demo/recipes.txt'
+CREATE TABLE names AS
+SELECT row_number() OVER () AS id, name FROM (
+    SELECT ltrim(m || ' ' || r) AS name
+    FROM (SELECT r, row_number() OVER () AS ri FROM dishes) dishes,
+         unnest(ARRAY['', '엄마표', '초간단', '황금레시피', '매콤한', '백종원', '자취생', '10분', '다이어트', '캠핑',
+                      '비건', '집밥', '명절', '아이반찬', '술안주', '보양식', '전자레인지', '에어프라이어', '대용량',
+                      '1인분', '얼큰한', '달콤한', '고소한', '바삭한', '부드러운', '건강한', '든든한', '시원한', '새콤달콤', '맛집']) AS m
+    ORDER BY ri, m) s
+LIMIT $rows;
+SQL
+"${psql[@]}" -c "SELECT uhok_embed('warm up')" >/dev/null
+
+timed() {  # timed SQL -> seconds
+    local t0=$EPOCHREALTIME
+    "${psql[@]}" -c "$1" >/dev/null
+    awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $t0 }"
+}
+row=$(timed "SELECT sum(vector_dims(uhok_embed(name))) FROM names")
+batch=$(timed "SELECT sum(vector_dims(v)) FROM unnest((SELECT uhok_embed_batch(array_agg(name ORDER BY id)) FROM names)) AS v")
+trigger=$(timed "INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") SELECT id, name FROM names")
+"${psql[@]}" -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" DISABLE TRIGGER USER;
+                 UPDATE \"RECIPE_VECTOR_TABLE\" SET \"VECTOR_NAME\" = NULL, \"EMBEDDING_VERSION\" = NULL;
+                 ALTER TABLE \"RECIPE_VECTOR_TABLE\" ENABLE TRIGGER USER; VACUUM \"RECIPE_VECTOR_TABLE\";" >/dev/null
+backfill=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=warning" timed "CALL uhok_embed_backfill('\"RECIPE_VECTOR_TABLE\"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION')")
+
+info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers, ' || (i->>'dim') || ' dims), batch_size ' || (i->>'batch_size') || ', threads ' || (i->>'threads') FROM uhok_embed_info() i")
+echo "uhok_embed sync throughput: $rows Korean recipe names"
+echo "model: $info"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: $("$PG_BINDIR/postgres" --version), HNSW index on the table during the trigger insert"
+echo
+printf '| %-40s | %8s | %10s | %9s |\n' "method" "seconds" "rows/s" "vs row"
+printf '|%s|%s|%s|%s|\n' "------------------------------------------" "----------" "------------" "-----------"
+for m in "row by row: uhok_embed(name)|$row" "uhok_embed_batch(array_agg(name))|$batch" \
+         "INSERT ... SELECT with the sync trigger|$trigger" "CALL uhok_embed_backfill(...)|$backfill"; do
+    name=${m%|*}; secs=${m#*|}
+    awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" \
+        'BEGIN { printf "| %-40s | %8.1f | %10.1f | %8.1fx |\n", n, s, r / s, base / s }'
+done

@@ -1,0 +1,299 @@
+-- Keeping a vector column equal to the embedding of a text column: triggers, attach/detach,
+-- and backfill. Part of the extension script (included by src/sync.rs).
+--
+-- How a table is kept in sync (uhok_embed_attach creates these):
+--
+--   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text> FOR EACH ROW
+--                               -> uhok_embed_row_trigger(<text>, <vector>, <version>, <mode>)
+--   uhok_embed_<vector>_insert  AFTER INSERT FOR EACH STATEMENT, transition table new rows
+--   uhok_embed_<vector>_update  AFTER UPDATE FOR EACH STATEMENT, transition table new rows
+--                               -> uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
+--
+-- Mode 'batch' (the table has a primary key and the vector column allows NULL): the row
+-- trigger only marks a row as pending (vector NULL) when its text is new or changed, and the
+-- statement trigger embeds all pending rows of the statement in padded batches of
+-- uhok_embed.batch_size, so an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
+-- forward passes, not 10,000.
+-- Mode 'row' (no primary key, or a NOT NULL vector column): the row trigger embeds each row
+-- itself, one forward pass per row.
+--
+-- In both modes an UPDATE that leaves the text as it was does not run the model, a NULL text
+-- gives a NULL vector, and the version column is set from the same model that made the vector.
+
+CREATE FUNCTION uhok_embed_row_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    text_column    text := TG_ARGV[0];
+    vector_column  text := TG_ARGV[1];
+    version_column text := nullif(TG_ARGV[2], '');
+    batch_mode     boolean := TG_ARGV[3] = 'batch';
+    new_text       text;
+    old_text       text;
+    changes        jsonb;
+BEGIN
+    EXECUTE format('SELECT ($1).%I::text', text_column) INTO new_text USING NEW;
+    IF TG_OP = 'UPDATE' THEN
+        EXECUTE format('SELECT ($1).%I::text', text_column) INTO old_text USING OLD;
+        IF new_text IS NOT DISTINCT FROM old_text THEN
+            RETURN NEW;  -- the text did not change: keep the vector, do not run the model
+        END IF;
+    END IF;
+    -- In batch mode the vector stays NULL until the statement trigger fills it, before the
+    -- statement ends; nobody else ever sees the pending row.
+    changes := jsonb_build_object(vector_column,
+        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE @extschema@.uhok_embed(new_text)::text END);
+    IF version_column IS NOT NULL THEN
+        changes := changes || jsonb_build_object(version_column, @extschema@.uhok_embed_version());
+    END IF;
+    RETURN jsonb_populate_record(NEW, changes);
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_row_trigger() IS
+'BEFORE INSERT OR UPDATE OF <text> row trigger. Arguments: text column, vector column, version column (or ''''), mode (''batch'' or ''row''). See uhok_embed_attach().';
+
+CREATE FUNCTION uhok_embed_statement_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    text_column    text := TG_ARGV[0];
+    vector_column  text := TG_ARGV[1];
+    version_column text := nullif(TG_ARGV[2], '');
+    key_columns    text[] := TG_ARGV[3:];
+    -- Rows per UPDATE: bounds the vector[] of one statement (4096 x 384 floats = 6 MB).
+    rows_per_update constant integer := 4096;
+    pending        bigint;
+    key_list       text;
+    key_match      text;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL',
+                   vector_column, text_column) INTO pending;
+    IF pending = 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT string_agg(format('%I', k), ', '), string_agg(format('t.%1$I = n.%1$I', k), ' AND ')
+      INTO key_list, key_match FROM unnest(key_columns) AS k;
+    FOR chunk_start IN 0 .. pending - 1 BY rows_per_update LOOP
+        EXECUTE format($q$
+            WITH n AS MATERIALIZED (
+                SELECT *
+                FROM (SELECT %1$s, %2$I::text AS uhok_text, row_number() OVER () AS uhok_ord
+                      FROM uhok_embed_new_rows WHERE %3$I IS NULL AND %2$I IS NOT NULL) AS all_pending
+                WHERE uhok_ord > $1 AND uhok_ord <= $1 + $2),
+            e AS (SELECT v, ord + $1 AS uhok_ord
+                  FROM unnest(@extschema@.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                       WITH ORDINALITY AS u(v, ord))
+            UPDATE %4$s AS t SET %3$I = e.v %5$s
+            FROM n JOIN e USING (uhok_ord)
+            WHERE %6$s
+            $q$,
+            key_list, text_column, vector_column, TG_RELID::regclass,
+            CASE WHEN version_column IS NULL THEN ''
+                 ELSE format(', %I = @extschema@.uhok_embed_version()', version_column) END,
+            key_match)
+        USING chunk_start, rows_per_update;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_statement_trigger() IS
+'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: text column, vector column, version column (or ''''), then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
+
+CREATE FUNCTION uhok_embed_attach(tbl regclass, text_column name, vector_column name,
+                                  version_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    key_columns    text[];
+    vector_notnull boolean;
+    mode           text;
+    prefix         text := 'uhok_embed_' || vector_column;
+    missing        bigint;
+BEGIN
+    PERFORM @extschema@.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+    PERFORM @extschema@.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    IF version_column IS NOT NULL THEN
+        PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+    END IF;
+    IF length(prefix) > 56 THEN
+        RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
+            USING ERRCODE = 'name_too_long', HINT = 'Use a vector column name of at most 45 bytes.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = prefix || '_row') THEN
+        RAISE EXCEPTION 'uhok_embed is already attached to column "%" of %', vector_column, tbl
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Call uhok_embed_detach(%L, %L) first.', tbl, vector_column);
+    END IF;
+
+    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO key_columns
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = tbl AND i.indisprimary;
+    SELECT attnotnull INTO vector_notnull FROM pg_attribute WHERE attrelid = tbl AND attname = vector_column;
+    mode := CASE WHEN key_columns IS NULL OR vector_notnull THEN 'row' ELSE 'batch' END;
+
+    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
+                    EXECUTE FUNCTION @extschema@.uhok_embed_row_trigger(%L, %L, %L, %L)',
+                   prefix || '_row', text_column, tbl, text_column, vector_column,
+                   coalesce(version_column, ''), mode);
+    IF mode = 'batch' THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.uhok_embed_statement_trigger(%s)',
+                       prefix || '_insert', tbl,
+                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
+                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.uhok_embed_statement_trigger(%s)',
+                       prefix || '_update', tbl,
+                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
+                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+    END IF;
+
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', tbl, text_column, vector_column)
+        INTO missing;
+    IF missing > 0 THEN
+        RAISE NOTICE '% existing rows of % have no vector yet', missing, tbl
+            USING HINT = format('CALL uhok_embed_backfill(%L, %L, %L%s);', tbl, text_column, vector_column,
+                                CASE WHEN version_column IS NULL THEN '' ELSE format(', %L', version_column) END);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_attach(regclass, name, name, name) IS
+'Keeps vector_column equal to uhok_embed(text_column) on every INSERT and every UPDATE that changes the text, and version_column (if given) equal to uhok_embed_version().';
+
+CREATE FUNCTION uhok_embed_detach(tbl regclass, vector_column name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prefix text := 'uhok_embed_' || vector_column;
+    trigger_name name;
+    dropped integer := 0;
+BEGIN
+    FOR trigger_name IN
+        SELECT tgname FROM pg_trigger
+        WHERE tgrelid = tbl AND tgname IN (prefix || '_row', prefix || '_insert', prefix || '_update')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    IF dropped = 0 THEN
+        RAISE EXCEPTION 'uhok_embed is not attached to column "%" of %', vector_column, tbl
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'uhok_embed_attach() names its triggers uhok_embed_<vector column>_row, _insert and _update.';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_detach(regclass, name) IS
+'Removes the triggers uhok_embed_attach() created for vector_column. The vectors stay.';
+
+-- Raises a clear error unless tbl has a column named col whose type is one of types.
+CREATE FUNCTION uhok_embed_check_column(tbl regclass, col name, types text[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    col_type text;
+BEGIN
+    SELECT CASE WHEN t.typname = 'vector' THEN 'vector' ELSE format_type(a.atttypid, NULL) END
+      INTO col_type
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF col_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF NOT col_type = ANY (types) THEN
+        RAISE EXCEPTION 'column "%" of relation % has type %, not %', col, tbl, col_type, array_to_string(types, ' or ')
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+END
+$$;
+
+CREATE PROCEDURE uhok_embed_backfill(tbl regclass, text_column name, vector_column name,
+                                     version_column name DEFAULT NULL, batch_size integer DEFAULT 256)
+LANGUAGE plpgsql AS $$
+DECLARE
+    model_version   text;
+    needs_work      text;
+    total           bigint;
+    all_rows        bigint;
+    done            bigint := 0;
+    updated         bigint;
+    started         timestamptz := clock_timestamp();
+    last_notice     timestamptz := clock_timestamp();
+    pages           bigint;
+    rows_per_page   float8;
+    pages_per_batch bigint;
+    first_page      bigint := 0;
+    rate            float8;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+    PERFORM @extschema@.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    IF version_column IS NOT NULL THEN
+        PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+    END IF;
+    model_version := @extschema@.uhok_embed_version();
+    -- A row needs work when its vector is missing (text but no vector), left over (a vector but
+    -- no text), or from another model (its version is not this model's).
+    needs_work := format('(%1$I IS NOT NULL) <> (%2$I IS NOT NULL)%3$s', text_column, vector_column,
+        CASE WHEN version_column IS NULL THEN ''
+             ELSE format(' OR %I IS DISTINCT FROM %L', version_column, model_version) END);
+    EXECUTE format('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s', needs_work, tbl) INTO total, all_rows;
+    RAISE NOTICE 'uhok_embed_backfill: % rows of % to embed with %', total, tbl, model_version;
+    IF total = 0 THEN
+        RETURN;
+    END IF;
+
+    -- Walk the table once in ranges of pages sized to hold about batch_size rows, committing
+    -- after each, so a cancelled run keeps what it did and a second run only revisits rows
+    -- that still need work. (Asking "the next batch_size rows needing work" instead would scan
+    -- the table from the start for every batch.)
+    pages := pg_relation_size(tbl) / current_setting('block_size')::bigint;
+    rows_per_page := all_rows::float8 / greatest(pages, 1);
+    pages_per_batch := greatest(1, floor(batch_size / greatest(rows_per_page, 1)))::bigint;
+    COMMIT;
+
+    WHILE first_page < pages LOOP
+        -- A row whose text changed since it was read is skipped (t.text = n.text): the trigger
+        -- that changed it embeds it. Vector and version are written together, from one model.
+        EXECUTE format($q$
+            WITH n AS MATERIALIZED (
+                SELECT ctid AS uhok_tid, %1$I::text AS uhok_text, row_number() OVER () AS uhok_ord
+                FROM %2$s
+                WHERE ctid >= $1 AND ctid < $2 AND (%3$s)),
+            e AS (SELECT v, ord AS uhok_ord
+                  FROM unnest(@extschema@.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                       WITH ORDINALITY AS u(v, ord))
+            UPDATE %2$s AS t SET %4$I = e.v %5$s
+            FROM n JOIN e USING (uhok_ord)
+            WHERE t.ctid = n.uhok_tid AND t.%1$I::text IS NOT DISTINCT FROM n.uhok_text
+            $q$,
+            text_column, tbl, needs_work, vector_column,
+            CASE WHEN version_column IS NULL THEN ''
+                 ELSE format(', %I = %L', version_column, model_version) END)
+        USING format('(%s,0)', first_page)::tid, format('(%s,0)', first_page + pages_per_batch)::tid;
+        GET DIAGNOSTICS updated = ROW_COUNT;
+        COMMIT;
+        done := done + updated;
+        first_page := first_page + pages_per_batch;
+        IF clock_timestamp() - last_notice >= interval '5 seconds' THEN
+            rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
+            RAISE NOTICE 'uhok_embed_backfill: % / % rows (% %%)', done, total, round(100.0 * done / total, 1)
+                USING DETAIL = format('%s rows/s, about %s s left.', round(rate::numeric, 1),
+                                      round((greatest(total - done, 0) / greatest(rate, 1e-9))::numeric));
+            last_notice := clock_timestamp();
+        END IF;
+    END LOOP;
+    rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
+    RAISE NOTICE 'uhok_embed_backfill: embedded % rows of %', done, tbl
+        USING DETAIL = format('%s s, %s rows/s.', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1),
+                              round(rate::numeric, 1));
+END
+$$;
+
+COMMENT ON PROCEDURE uhok_embed_backfill(regclass, name, name, name, integer) IS
+'Embeds rows whose vector is NULL or whose version is not the loaded model''s, committing every batch: cancel it any time and CALL it again to continue.';

@@ -1,0 +1,14 @@
+//! The SQL half of the extension: sync triggers, backfill and search are PL/pgSQL in sql/, over
+//! the Rust functions uhok_embed(), uhok_embed_batch() and uhok_embed_version().
+
+pgrx::extension_sql_file!(
+    "../sql/sync.sql",
+    name = "sync",
+    requires = [
+        api::uhok_embed,
+        api::uhok_embed_batch,
+        api::uhok_embed_version
+    ]
+);
+
+pgrx::extension_sql_file!("../sql/search.sql", name = "search", requires = ["sync"]);

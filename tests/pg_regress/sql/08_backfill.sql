@@ -1,0 +1,81 @@
+-- uhok_embed_backfill: re-embeds rows with no vector or another model's vector, committing
+-- every batch, so it can be cancelled and run again.
+SET uhok_embed.model_path = '$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
+CREATE TABLE "RECIPE_VECTOR_TABLE" (
+    "RECIPE_ID" bigint PRIMARY KEY,
+    "COOKING_NAME" text,
+    "VECTOR_NAME" vector(384),
+    "EMBEDDING_VERSION" text
+);
+-- Rows that existed before the trigger: no vectors.
+INSERT INTO "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "COOKING_NAME")
+SELECT g, (ARRAY['김치', '된장', '순두부', '부대', '고추장'])[1 + g % 5] || (ARRAY['찌개', '볶음밥', '전', '국수'])[1 + g % 4] || ' ' || g
+FROM generate_series(1, 300) g;
+INSERT INTO "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "COOKING_NAME") VALUES (301, NULL);
+SELECT uhok_embed_attach('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION');
+
+CREATE FUNCTION stale_rows() RETURNS TABLE (total bigint, missing_vector bigint, other_version bigint, not_equal bigint)
+LANGUAGE sql AS $$
+    SELECT count(*),
+           count(*) FILTER (WHERE "COOKING_NAME" IS NOT NULL AND "VECTOR_NAME" IS NULL),
+           count(*) FILTER (WHERE "EMBEDDING_VERSION" IS DISTINCT FROM uhok_embed_version()),
+           count(*) FILTER (WHERE "COOKING_NAME" IS NOT NULL AND NOT coalesce(
+               max_abs_diff("VECTOR_NAME", uhok_embed("COOKING_NAME")) <= 1e-5, false))
+    FROM "RECIPE_VECTOR_TABLE"
+$$;
+SELECT * FROM stale_rows();
+-- Progress and the summary are NOTICEs; their timings are in the DETAIL, which terse hides.
+\set VERBOSITY terse
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION', 128);
+SELECT * FROM stale_rows();
+-- Nothing left to do: a second run only says so.
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION');
+
+\set VERBOSITY default
+-- Switch models: every row is now stale.
+SET uhok_embed.model_path = '$sharedir/uhok_embed/models/multilingual-e5-small-fixture';
+SELECT uhok_embed_version();
+SELECT * FROM stale_rows();
+-- Cancel mid-way (statement_timeout): batches already committed stay done...
+SET statement_timeout = '1500ms';
+\set VERBOSITY terse
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION', 16);
+\set VERBOSITY default
+RESET statement_timeout;
+SELECT other_version BETWEEN 1 AND 300 AS partly_done FROM stale_rows();
+-- ...and never a vector from one model beside the other model's version.
+SELECT "EMBEDDING_VERSION",
+       bool_and(coalesce(max_abs_diff("VECTOR_NAME", uhok_embed("COOKING_NAME")) <= 1e-5, false))
+           AS vectors_from_current_model
+FROM "RECIPE_VECTOR_TABLE"
+WHERE "EMBEDDING_VERSION" = uhok_embed_version() AND "COOKING_NAME" IS NOT NULL
+GROUP BY 1;
+-- Run again: it continues and leaves no stale row. (Progress NOTICEs come every 5 s, so how
+-- many a run prints depends on the machine: hide them here.)
+SET client_min_messages = warning;
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION', 128);
+RESET client_min_messages;
+SELECT * FROM stale_rows();
+-- An UPDATE that leaves a row with text but no vector has it re-embedded by the trigger.
+UPDATE "RECIPE_VECTOR_TABLE" SET "VECTOR_NAME" = NULL WHERE "RECIPE_ID" <= 10;
+SELECT * FROM stale_rows();
+-- Without the triggers nothing does; without a version column backfill fills missing vectors.
+ALTER TABLE "RECIPE_VECTOR_TABLE" DISABLE TRIGGER USER;
+UPDATE "RECIPE_VECTOR_TABLE" SET "VECTOR_NAME" = NULL WHERE "RECIPE_ID" <= 10;
+ALTER TABLE "RECIPE_VECTOR_TABLE" ENABLE TRIGGER USER;
+SELECT * FROM stale_rows();
+\set VERBOSITY terse
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME');
+\set VERBOSITY default
+SELECT * FROM stale_rows();
+
+-- Mistakes get clear errors.
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', NULL, 0);
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'NO_SUCH_COLUMN');
+-- It commits as it goes, so it cannot run inside a transaction block.
+UPDATE "RECIPE_VECTOR_TABLE" SET "EMBEDDING_VERSION" = 'old' WHERE "RECIPE_ID" = 1;
+BEGIN;
+CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION');
+ROLLBACK;
+DROP TABLE "RECIPE_VECTOR_TABLE";
+DROP FUNCTION stale_rows();
