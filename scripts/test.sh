@@ -2,7 +2,8 @@
 # Runs every test of uhok_embed on this machine, installing what is missing first:
 #   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
 #   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
-#   3. hadolint on the Dockerfile
+#   3. concurrency scripts on the same cluster (tests/concurrency/)
+#   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +47,10 @@ PGUSER=postgres "$regress" --host="$cluster" --port="$port" \
 status=$?
 if [ $status != 0 ]; then cat "$outdir/regression.diffs" 2>/dev/null | head -200; fi
 result "pg_regress ($(echo $tests | wc -w) files)" $status
+for t in tests/concurrency/*.sh; do
+    bash "$t" "$cluster" "$port"
+    result "$t" $?
+done
 set -e
 
 step "Dockerfile: hadolint"
