@@ -7,8 +7,10 @@
 //! The PostgreSQL extension is a thin layer over [`Embedder`]; everything here is covered by
 //! `cargo test -p embed-core` against sentence-transformers' own outputs.
 
+mod bert;
 pub mod config;
 pub mod error;
+mod kernels;
 pub mod model;
 pub mod pool;
 pub mod tokenize;
@@ -22,6 +24,7 @@ use serde::Serialize;
 
 pub use config::{ModelFiles, PipelineConfig, PoolingMode};
 pub use error::{EmbedError, Result};
+pub use model::Backend;
 use model::Encoder;
 use tokenize::TextTokenizer;
 
@@ -49,23 +52,30 @@ pub struct ModelInfo {
     pub layers: usize,
     pub vocab_size: usize,
     pub load_ms: f64,
+    /// Which forward pass runs: "fast" (bert.rs) or "candle".
+    pub backend: &'static str,
 }
 
 impl Embedder {
     /// Loads a sentence-transformers model folder. Every failure names the file at fault.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, Backend::Fast)
+    }
+
+    /// Loads with a chosen forward-pass implementation (the benchmarks compare them).
+    pub fn load_with(dir: &Path, backend: Backend) -> Result<Self> {
         let started = Instant::now();
         let files = ModelFiles::in_dir(dir)?;
         let pipeline = PipelineConfig::read(&files)?;
         let tokenizer = TextTokenizer::load(&files.tokenizer, &pipeline)?;
-        let encoder = Encoder::load(&files.weights, &pipeline.bert)?;
-        if tokenizer.vocab_size() > encoder.vocab_size() {
+        let encoder = Encoder::load(&files.weights, &pipeline.bert, backend)?;
+        if tokenizer.vocab_size() > pipeline.bert.vocab_size {
             return Err(EmbedError::InvalidTokenizer {
                 path: files.tokenizer.clone(),
                 reason: format!(
                     "its vocabulary has {} tokens but config.json's vocab_size is {}",
                     tokenizer.vocab_size(),
-                    encoder.vocab_size()
+                    pipeline.bert.vocab_size
                 ),
             });
         }
@@ -104,21 +114,24 @@ impl Embedder {
         self.tokenizer.encode(text)
     }
 
-    /// Embeds texts in one padded forward pass. `normalize = false` returns the pooled vector
-    /// before any Normalize module, like sentence-transformers with Normalize removed.
+    /// Embeds texts in one forward pass. `normalize = false` returns the pooled vector before
+    /// any Normalize module, like sentence-transformers with Normalize removed.
     pub fn embed_batch(&self, texts: &[&str], normalize: bool) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.forward_padded(self.tokenizer.encode_batch(texts)?, normalize)
+        let encoded = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.forward(
+            &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            normalize,
+        )
     }
 
     /// Embeds any number of texts in chunks of `chunk_size`, results in input order.
     ///
-    /// Texts are sorted by token count before chunking so each chunk pads to a length close to
-    /// its members' own: padding a short name to a long description's length makes it pay for
-    /// every pad position. `between_chunks` runs before each chunk (the SQL layer checks for
-    /// query cancellation there).
+    /// Texts are sorted by token count before chunking, so the candle backend, which pads each
+    /// chunk to its longest text, pads little. `between_chunks` runs before each chunk (the SQL
+    /// layer checks for query cancellation there).
     pub fn embed_many(
         &self,
         texts: &[&str],
@@ -136,25 +149,23 @@ impl Embedder {
         for chunk in order.chunks(chunk_size.max(1)) {
             between_chunks();
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-            let vectors = self.forward_padded(self.tokenizer.pad(&rows), normalize)?;
-            for (&i, v) in chunk.iter().zip(vectors) {
+            for (&i, v) in chunk.iter().zip(self.forward(&rows, normalize)?) {
                 out[i] = v;
             }
         }
         Ok(out)
     }
 
-    fn forward_padded(
-        &self,
-        batch: tokenize::TokenBatch,
-        normalize: bool,
-    ) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.encoder.forward(&batch)?;
+    fn forward(&self, rows: &[&[u32]], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hidden = self.encoder.forward(rows)?;
+        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let mut pooled = pool::pool(
             &hidden,
-            batch.seq_len,
             self.pipeline.bert.hidden_size,
-            &batch.lengths,
+            &lengths,
             &self.pipeline.pooling,
         );
         if normalize {
@@ -198,6 +209,10 @@ impl Embedder {
             layers: self.pipeline.bert.num_hidden_layers,
             vocab_size: self.pipeline.bert.vocab_size,
             load_ms: self.load_time.as_secs_f64() * 1e3,
+            backend: match self.encoder.backend() {
+                Backend::Fast => "fast",
+                Backend::Candle => "candle",
+            },
         }
     }
 }

@@ -1,4 +1,10 @@
-//! The transformer: token ids -> contextual token embeddings, with candle-transformers' BERT.
+//! The transformer: token ids -> contextual token embeddings.
+//!
+//! Two implementations of the same BERT forward pass:
+//! - bert.rs (`Backend::Fast`, the default): fp32 weights used in place from the memory-mapped
+//!   file, kernels for few-token inputs, no padding.
+//! - candle-transformers' BertModel (`Backend::Candle`): any weight dtype (it converts), and the
+//!   reference the benchmarks compare against. Used automatically when the weights are not fp32.
 
 use std::path::Path;
 
@@ -6,56 +12,94 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
+use crate::bert::{FastBert, PackedTokens};
 use crate::error::{EmbedError, Result};
-use crate::tokenize::TokenBatch;
 
-pub struct Encoder {
-    model: BertModel,
-    hidden_size: usize,
-    vocab_size: usize,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Fast,
+    Candle,
+}
+
+pub enum Encoder {
+    Fast(FastBert),
+    Candle {
+        model: BertModel,
+        hidden_size: usize,
+    },
 }
 
 impl Encoder {
-    pub fn load(weights: &Path, bert: &BertConfig) -> Result<Self> {
+    pub fn load(weights: &Path, bert: &BertConfig, backend: Backend) -> Result<Self> {
         crate::config::require_file(weights)?;
-        // SAFETY: the weights stay memory-mapped for the life of the model; the file must not be
-        // rewritten in place meanwhile (replacing it with a new file, as installers do, is safe).
-        // safetensors checks the header and that every tensor lies inside the file, so a
-        // truncated file is an error here, not a fault later.
+        if backend == Backend::Fast {
+            if let Some(fast) = FastBert::load(weights, bert)? {
+                return Ok(Self::Fast(fast));
+            }
+        }
+        // SAFETY: the weights stay memory-mapped while candle copies them out; the file must not
+        // be rewritten in place meanwhile. safetensors checks the header and that every tensor
+        // lies inside the file, so a truncated file is an error here, not a fault later.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
                 .map_err(|e| weights_error(weights, e))?;
         // Fails with "shape mismatch for ..." when a tensor does not fit config.json.
         let model = BertModel::load(vb, bert).map_err(|e| weights_error(weights, e))?;
-        Ok(Self {
+        Ok(Self::Candle {
             model,
             hidden_size: bert.hidden_size,
-            vocab_size: bert.vocab_size,
         })
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.vocab_size
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Fast(_) => Backend::Fast,
+            Self::Candle { .. } => Backend::Candle,
+        }
     }
 
-    /// Row-major `[rows, seq_len, hidden_size]` last hidden states. Pads are masked out of
-    /// attention, so each row's real tokens come out as if the row were alone.
-    pub fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let shape = (batch.rows(), batch.seq_len);
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let ids = Tensor::from_slice(&batch.ids, shape, &Device::Cpu)?;
-            let mask = Tensor::from_slice(&batch.attention_mask, shape, &Device::Cpu)?;
-            let type_ids = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-            hidden.flatten_all()?.to_vec1::<f32>()
-        };
-        let hidden = run().map_err(EmbedError::inference)?;
-        debug_assert_eq!(
-            hidden.len(),
-            batch.rows() * batch.seq_len * self.hidden_size
-        );
-        Ok(hidden)
+    /// Last hidden states of every real token, rows back to back: `[sum of lengths, hidden]`.
+    pub fn forward(&self, rows: &[&[u32]]) -> Result<Vec<f32>> {
+        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
+        match self {
+            Self::Fast(fast) => {
+                let ids: Vec<u32> = rows.concat();
+                fast.forward(&PackedTokens {
+                    ids: &ids,
+                    lengths: &lengths,
+                })
+            }
+            Self::Candle { model, hidden_size } => {
+                let padded = candle_forward(model, rows).map_err(EmbedError::inference)?;
+                // Keep each row's real tokens only.
+                let seq_len = lengths.iter().copied().max().unwrap_or(0);
+                let mut packed = Vec::with_capacity(lengths.iter().sum::<usize>() * hidden_size);
+                for (r, &len) in lengths.iter().enumerate() {
+                    packed.extend_from_slice(
+                        &padded[r * seq_len * hidden_size..][..len * hidden_size],
+                    );
+                }
+                Ok(packed)
+            }
+        }
     }
+}
+
+/// Pads rows to the longest (id 0, masked out of attention) and runs candle's BertModel.
+fn candle_forward(model: &BertModel, rows: &[&[u32]]) -> candle_core::Result<Vec<f32>> {
+    let seq_len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * seq_len);
+    let mut mask = Vec::with_capacity(rows.len() * seq_len);
+    for row in rows {
+        ids.extend_from_slice(row);
+        ids.resize(ids.len() + seq_len - row.len(), 0);
+        mask.extend((0..seq_len).map(|i| u32::from(i < row.len())));
+    }
+    let shape = (rows.len(), seq_len);
+    let ids = Tensor::from_slice(&ids, shape, &Device::Cpu)?;
+    let mask = Tensor::from_slice(&mask, shape, &Device::Cpu)?;
+    let hidden = model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+    hidden.flatten_all()?.to_vec1::<f32>()
 }
 
 /// candle prefixes some errors with the file's path, which our message already names.

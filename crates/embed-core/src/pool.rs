@@ -1,29 +1,29 @@
 //! Token embeddings -> one sentence embedding (sentence-transformers' Pooling and Normalize).
 //!
-//! Works on plain slices so it is testable without a model. Padding is always on the right, so
-//! row `r`'s real tokens are its first `lengths[r]` positions.
+//! Works on plain slices so it is testable without a model. Token states come packed: row `r`'s
+//! `lengths[r]` tokens follow row `r - 1`'s, with no padding between them.
 
 use crate::config::PoolingMode;
 
-/// `hidden` is row-major `[rows, seq_len, hidden_size]`. Several modes are concatenated in the
-/// order given, as sentence-transformers does.
+/// `hidden` is `[sum of lengths, hidden_size]`. Several modes are concatenated in the order
+/// given, as sentence-transformers does.
 pub fn pool(
     hidden: &[f32],
-    seq_len: usize,
     hidden_size: usize,
     lengths: &[usize],
     modes: &[PoolingMode],
 ) -> Vec<Vec<f32>> {
     assert_eq!(
         hidden.len(),
-        lengths.len() * seq_len * hidden_size,
+        lengths.iter().sum::<usize>() * hidden_size,
         "hidden state shape"
     );
+    let mut start = 0;
     lengths
         .iter()
-        .enumerate()
-        .map(|(row, &len)| {
-            let tokens = &hidden[row * seq_len * hidden_size..][..len * hidden_size];
+        .map(|&len| {
+            let tokens = &hidden[start * hidden_size..][..len * hidden_size];
+            start += len;
             let mut out = Vec::with_capacity(hidden_size * modes.len());
             for mode in modes {
                 match mode {
@@ -93,32 +93,24 @@ pub fn l2_normalize(v: &mut [f32]) {
 mod tests {
     use super::*;
 
-    // Two rows, seq_len 3, hidden 2; row 1 has one pad position that must not count.
-    const HIDDEN: [f32; 12] = [
-        1., 2., 3., 4., 5., 6., /* row 1 */ 2., 0., 4., -2., 99., 99.,
-    ];
+    // Two rows of hidden size 2, packed: three tokens, then two.
+    const HIDDEN: [f32; 10] = [1., 2., 3., 4., 5., 6., /* row 1 */ 2., 0., 4., -2.];
 
     #[test]
-    fn mean_ignores_padding() {
-        let out = pool(&HIDDEN, 3, 2, &[3, 2], &[PoolingMode::Mean]);
+    fn mean_over_each_rows_own_tokens() {
+        let out = pool(&HIDDEN, 2, &[3, 2], &[PoolingMode::Mean]);
         assert_eq!(out, vec![vec![3., 4.], vec![3., -1.]]);
     }
 
     #[test]
     fn cls_max_and_concatenation() {
-        let out = pool(
-            &HIDDEN,
-            3,
-            2,
-            &[3, 2],
-            &[PoolingMode::Cls, PoolingMode::Max],
-        );
+        let out = pool(&HIDDEN, 2, &[3, 2], &[PoolingMode::Cls, PoolingMode::Max]);
         assert_eq!(out, vec![vec![1., 2., 5., 6.], vec![2., 0., 4., 0.]]);
     }
 
     #[test]
     fn mean_sqrt_len() {
-        let out = pool(&HIDDEN, 3, 2, &[3, 2], &[PoolingMode::MeanSqrtLen]);
+        let out = pool(&HIDDEN, 2, &[3, 2], &[PoolingMode::MeanSqrtLen]);
         let s = 2f32.sqrt();
         assert_eq!(out[1], vec![6. / s, -2. / s]);
     }

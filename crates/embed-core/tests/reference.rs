@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use embed_core::Embedder;
+use embed_core::{Backend, Embedder};
 use serde::Deserialize;
 
 const COSINE_MIN: f64 = 0.99999;
@@ -159,6 +159,10 @@ fn model_folder_is_read_not_assumed() {
     assert_eq!((info.dim, info.max_seq_length, info.layers), (384, 256, 6));
     assert_eq!(info.pooling, "mean");
     assert!(info.model_normalizes);
+    assert_eq!(
+        info.backend, "fast",
+        "fp32 weights run on the fast forward pass"
+    );
     let e5 = load("multilingual-e5-small-fixture");
     assert_eq!(
         (
@@ -192,5 +196,35 @@ fn chunked_embedding_keeps_input_order_and_values() {
             max_abs_diff(&alone, v) <= BATCH_VS_SINGLE_MAX_DIFF,
             "{text:?}"
         );
+    }
+}
+
+#[test]
+fn fast_and_candle_forward_passes_agree() {
+    for model in ["all-MiniLM-L6-v2", "multilingual-e5-small-fixture"] {
+        let dir = models_dir().join(model);
+        let fast = Embedder::load_with(&dir, Backend::Fast).unwrap();
+        let candle = Embedder::load_with(&dir, Backend::Candle).unwrap();
+        assert_eq!(
+            (fast.info().backend, candle.info().backend),
+            ("fast", "candle")
+        );
+        let texts = [
+            "갈비탕",
+            "beef short rib soup",
+            "",
+            "김치찌개는 잘 익은 김치와 돼지고기를 냄비에 볶다가",
+        ];
+        let (a, b) = (
+            fast.embed_batch(&texts, false).unwrap(),
+            candle.embed_batch(&texts, false).unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                max_abs_diff(x, y) <= BATCH_VS_SINGLE_MAX_DIFF,
+                "{model}: {}",
+                max_abs_diff(x, y)
+            );
+        }
     }
 }

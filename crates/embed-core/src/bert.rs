@@ -1,0 +1,287 @@
+//! A BERT encoder forward pass written for sentence embedding on a CPU, reading its weights in
+//! place from the memory-mapped model.safetensors.
+//!
+//! Why not candle's BertModel (still used for non-fp32 weights, see model.rs):
+//! - Memory: candle copies every weight out of the mapping into its own buffers, so each
+//!   PostgreSQL backend holds a private 470 MB copy of the multilingual model. Here the weights are
+//!   slices of a read-only shared mapping: every backend on the server shares one copy in the page
+//!   cache, and the 384 MB word-embedding table is only gathered from, never touched in full.
+//! - Speed: a query is a handful of tokens, so every matrix product is [few rows] x [weights].
+//!   Those are dot products of contiguous rows (HF stores linear weights [out, in]), done here
+//!   with FMA and no packing; larger batches go to the gemm crate (what candle uses).
+//!   Sequences are packed without padding, so no work is spent on pad tokens, and each
+//!   sequence attends only to itself, which is exactly what the padding mask would do.
+//!
+//! Numerics follow Hugging Face's BertModel in fp32: exact-erf GELU, LayerNorm with the config's
+//! eps, softmax with max subtraction, scores divided by sqrt(head_dim).
+
+use std::fs::File;
+use std::path::Path;
+
+use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{EmbedError, Result};
+use crate::kernels;
+
+/// A weight: a range of f32s inside the mapping.
+#[derive(Clone, Copy)]
+struct W {
+    offset: usize,
+    len: usize,
+}
+
+struct Linear {
+    weight: W, // [out, in]
+    bias: W,   // [out]
+    out: usize,
+    inp: usize,
+}
+
+struct LayerNorm {
+    weight: W,
+    bias: W,
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+pub struct FastBert {
+    mmap: Mmap,
+    word: W,
+    position: W,
+    token_type: W,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    eps: f32,
+    vocab_size: usize,
+    max_positions: usize,
+}
+
+/// Token ids of several sequences back to back, no padding.
+pub struct PackedTokens<'a> {
+    pub ids: &'a [u32],
+    pub lengths: &'a [usize],
+}
+
+impl FastBert {
+    /// Maps model.safetensors and checks every tensor against config.json. Returns Ok(None) when
+    /// the weights are not fp32 (the caller falls back to candle, which converts them).
+    pub fn load(path: &Path, config: &BertConfig) -> Result<Option<Self>> {
+        let bad = |reason: String| EmbedError::weights(path, reason);
+        if config.hidden_act != HiddenAct::Gelu {
+            return Ok(None);
+        }
+        let file = File::open(path).map_err(|e| EmbedError::FileUnreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        // SAFETY: the mapping is read-only and lives as long as FastBert. The file must not be
+        // rewritten in place while mapped (installers replace it with a new file, which is safe).
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
+        let tensors = SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
+        let prefix = if tensors.names().iter().any(|n| n.starts_with("bert.")) {
+            "bert."
+        } else {
+            ""
+        };
+        // Only fp32 weights can be used in place; others (fp16, bf16) go to candle, which
+        // converts them. Extra tensors (position_ids is int64 in older checkpoints) don't matter.
+        let used_are_f32 = tensors
+            .tensors()
+            .iter()
+            .filter(|(name, _)| !name.ends_with("position_ids") && !name.contains("pooler"))
+            .all(|(_, t)| t.dtype() == Dtype::F32);
+        if !used_are_f32 {
+            return Ok(None);
+        }
+        let base = mmap.as_ptr() as usize;
+        let get = |name: &str, shape: &[usize]| -> Result<W> {
+            let full = format!("{prefix}{name}");
+            let t = tensors
+                .tensor(&full)
+                .map_err(|_| bad(format!("cannot find tensor {full}")))?;
+            if t.shape() != shape {
+                // The same wording as candle's loader, which the error tests were written against.
+                return Err(bad(format!(
+                    "shape mismatch for {full}, expected: {shape:?}, got: {:?}",
+                    t.shape()
+                )));
+            }
+            let offset = t.data().as_ptr() as usize - base;
+            if offset % 4 != 0 {
+                return Err(bad(format!("tensor {full} is not 4-byte aligned")));
+            }
+            Ok(W {
+                offset,
+                len: shape.iter().product(),
+            })
+        };
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            Ok(Linear {
+                weight: get(&format!("{name}.weight"), &[out, inp])?,
+                bias: get(&format!("{name}.bias"), &[out])?,
+                out,
+                inp,
+            })
+        };
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                weight: get(&format!("{name}.weight"), &[h])?,
+                bias: get(&format!("{name}.bias"), &[h])?,
+            })
+        };
+        // Checked in candle's order, so the first mismatch reported is the same.
+        let word = get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position = get(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let token_type = get(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        let embedding_norm = norm("embeddings.LayerNorm")?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(Layer {
+                query: linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: linear(&format!("{p}.attention.self.value"), h, h)?,
+                attention_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: linear(&format!("{p}.intermediate.dense"), i, h)?,
+                output: linear(&format!("{p}.output.dense"), h, i)?,
+                output_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        drop(tensors);
+        Ok(Some(Self {
+            mmap,
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+            hidden: h,
+            heads: config.num_attention_heads,
+            eps: config.layer_norm_eps as f32,
+            vocab_size: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+        }))
+    }
+
+    fn w(&self, w: W) -> &[f32] {
+        // SAFETY: `load` checked that [offset, offset + 4 * len) lies inside the mapping (the
+        // safetensors header validation) and that offset is 4-byte aligned; the bytes are
+        // little-endian f32, which is this target's layout.
+        unsafe { std::slice::from_raw_parts(self.mmap.as_ptr().add(w.offset) as *const f32, w.len) }
+    }
+
+    fn linear(&self, lin: &Linear, x: &[f32], rows: usize, y: &mut [f32]) {
+        kernels::linear(
+            x,
+            rows,
+            lin.inp,
+            self.w(lin.weight),
+            self.w(lin.bias),
+            lin.out,
+            y,
+        );
+    }
+
+    fn layer_norm(&self, norm: &LayerNorm, x: &mut [f32]) {
+        let (w, b) = (self.w(norm.weight), self.w(norm.bias));
+        for row in x.chunks_exact_mut(self.hidden) {
+            kernels::layer_norm(row, w, b, self.eps);
+        }
+    }
+
+    /// Last hidden states of the packed tokens, row-major `[ids.len(), hidden]`.
+    pub fn forward(&self, tokens: &PackedTokens) -> Result<Vec<f32>> {
+        let (h, n) = (self.hidden, tokens.ids.len());
+        if let Some(&id) = tokens
+            .ids
+            .iter()
+            .find(|&&id| id as usize >= self.vocab_size)
+        {
+            return Err(EmbedError::inference(format!(
+                "token id {id} is outside the vocabulary"
+            )));
+        }
+        if tokens.lengths.iter().any(|&l| l > self.max_positions) {
+            return Err(EmbedError::inference(
+                "a sequence is longer than max_position_embeddings",
+            ));
+        }
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let (word, pos, typ) = (
+            self.w(self.word),
+            self.w(self.position),
+            self.w(self.token_type),
+        );
+        let mut x = vec![0f32; n * h];
+        let mut t = 0;
+        for &len in tokens.lengths {
+            for p in 0..len {
+                let id = tokens.ids[t] as usize;
+                let row = &mut x[t * h..][..h];
+                let (wr, pr, tr) = (&word[id * h..][..h], &pos[p * h..][..h], &typ[..h]);
+                for j in 0..h {
+                    row[j] = wr[j] + pr[j] + tr[j];
+                }
+                t += 1;
+            }
+        }
+        self.layer_norm(&self.embedding_norm, &mut x);
+
+        let inter = self.layers.first().map_or(0, |l| l.intermediate.out);
+        let (mut q, mut k, mut v) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
+        let mut ctx = vec![0f32; n * h];
+        let mut tmp = vec![0f32; n * h];
+        let mut ffn = vec![0f32; n * inter];
+        let max_len = tokens.lengths.iter().copied().max().unwrap_or(0);
+        let mut scores = vec![0f32; max_len * max_len];
+        for layer in &self.layers {
+            self.linear(&layer.query, &x, n, &mut q);
+            self.linear(&layer.key, &x, n, &mut k);
+            self.linear(&layer.value, &x, n, &mut v);
+            let mut start = 0;
+            for &len in tokens.lengths {
+                kernels::attention(
+                    &q[start * h..(start + len) * h],
+                    &k[start * h..(start + len) * h],
+                    &v[start * h..(start + len) * h],
+                    len,
+                    h,
+                    self.heads,
+                    &mut scores,
+                    &mut ctx[start * h..(start + len) * h],
+                );
+                start += len;
+            }
+            self.linear(&layer.attention_out, &ctx, n, &mut tmp);
+            kernels::add_assign(&mut x, &tmp);
+            self.layer_norm(&layer.attention_norm, &mut x);
+            self.linear(&layer.intermediate, &x, n, &mut ffn);
+            kernels::gelu_erf(&mut ffn);
+            self.linear(&layer.output, &ffn, n, &mut tmp);
+            kernels::add_assign(&mut x, &tmp);
+            self.layer_norm(&layer.output_norm, &mut x);
+        }
+        Ok(x)
+    }
+}
