@@ -1,0 +1,52 @@
+//! In-process latency of one short query and batch throughput, for the fast forward pass and
+//! candle's BertModel side by side (no PostgreSQL). Run with optimisation:
+//!
+//!   cargo run --release -p embed-core --example latency -- MODEL_DIR [REPEATS]
+//!
+//! RAYON_NUM_THREADS=1 (the extension's default) is set unless already set.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use embed_core::{Backend, Embedder};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().expect("usage: latency MODEL_DIR [REPEATS]"));
+    let repeats: usize = args.next().map_or(200, |r| r.parse().expect("repeats"));
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    let names: Vec<String> = include_str!("../../../demo/recipes.txt").lines().map(str::to_owned).collect();
+    let batch: Vec<&str> = names.iter().map(String::as_str).collect();
+    println!("model {}, threads {}", dir.display(), std::env::var("RAYON_NUM_THREADS").unwrap());
+    println!("| backend | load ms | '갈비탕' p50 ms | p95 ms | batch of {} names/s (chunks of 32) |", batch.len());
+    println!("|---|---|---|---|---|");
+    for backend in [Backend::Fast, Backend::Candle] {
+        let started = Instant::now();
+        let embedder = Embedder::load_with(&dir, backend).expect("load");
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        embedder.embed("warm up", true).unwrap();
+        let mut times: Vec<f64> = (0..repeats)
+            .map(|_| {
+                let t = Instant::now();
+                embedder.embed("갈비탕", true).unwrap();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let t = Instant::now();
+        embedder.embed_many(&batch, true, 32, || {}).unwrap();
+        let per_s = batch.len() as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "| {} | {load_ms:.0} | {:.2} | {:.2} | {per_s:.0} |",
+            embedder.info().backend,
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+}
