@@ -5,7 +5,7 @@ use pgrx::JsonB;
 use serde_json::json;
 
 use crate::vector::Vector;
-use crate::{error, gucs, model_cache};
+use crate::{error, gucs, model_cache, query_cache};
 
 /// `uhok_embed(input text, normalize boolean DEFAULT true) RETURNS vector`
 ///
@@ -26,11 +26,11 @@ use crate::{error, gucs, model_cache};
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
     let model = model_cache::get();
-    let vector = model
-        .embed(input, normalize)
-        .unwrap_or_else(|e| error::raise(e, None));
-    model_cache::record(1, 1);
-    Vector(vector)
+    let vector = query_cache::get_or_insert(input, normalize, gucs::cache_size(), || {
+        model_cache::record(1, 1);
+        model.embed(input, normalize)
+    });
+    Vector(vector.unwrap_or_else(|e| error::raise(e, None)))
 }
 
 /// `uhok_embed_batch(inputs text[], normalize boolean DEFAULT true) RETURNS vector[]`
@@ -98,6 +98,18 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
         "batch_size": gucs::batch_size(),
         "texts_embedded": model_cache::stats().texts,
         "forward_passes": model_cache::stats().forward_passes,
+        "cache": {
+            "size": gucs::cache_size(),
+            "entries": query_cache::stats().0,
+            "hits": query_cache::stats().1,
+            "misses": query_cache::stats().2,
+        },
+        "cache": {
+            "size": gucs::cache_size(),
+            "entries": query_cache::stats().0,
+            "hits": query_cache::stats().1,
+            "misses": query_cache::stats().2,
+        },
     });
     match model {
         Ok(model) => {
@@ -118,6 +130,8 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
                 ("layers".into(), json!(m.layers)),
                 ("vocab_size".into(), json!(m.vocab_size)),
                 ("load_ms".into(), json!((m.load_ms * 10.0).round() / 10.0)),
+                ("backend".into(), json!(m.backend)),
+                ("backend".into(), json!(m.backend)),
             ]);
         }
         Err(failure) => {

@@ -12,6 +12,7 @@ static MODEL_PATH: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$sharedir/uhok_embed/model"));
 static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
+static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 pub fn register() {
     // PGC_SUSET: the setting makes the server read files of the superuser's choosing, so only a
@@ -46,6 +47,16 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"uhok_embed.cache_size",
+        c"Recent uhok_embed() results each backend keeps (0 disables the cache).",
+        c"A repeated query text is answered from the cache without running the model. About 1.6 kB per entry at 384 dimensions.",
+        &CACHE_SIZE,
+        0,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 /// The model path as set, `$sharedir` not yet expanded.
@@ -62,4 +73,8 @@ pub fn threads() -> usize {
 
 pub fn batch_size() -> usize {
     BATCH_SIZE.get().max(1) as usize
+}
+
+pub fn cache_size() -> usize {
+    CACHE_SIZE.get().max(0) as usize
 }

@@ -10,16 +10,21 @@ mod api;
 mod error;
 mod gucs;
 mod model_cache;
+mod query_cache;
 mod sync;
 mod vector;
 
 pgrx::pg_module_magic!();
 
-/// Registers settings only. It never loads a model or starts a thread: under
-/// shared_preload_libraries this runs in the postmaster, which must stay single-threaded.
+/// Registers settings. Under shared_preload_libraries (in the postmaster) it also loads the
+/// model once for every backend to inherit; it never starts a thread there.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    // SAFETY: a plain read of a PostgreSQL global that is set while preload libraries load.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        model_cache::preload();
+    }
 }
 
 #[cfg(test)]

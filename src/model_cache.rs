@@ -115,20 +115,47 @@ pub fn loaded() -> Option<Rc<Embedder>> {
 
 /// The model the current setting names, loading it on first use.
 pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
+    apply_thread_setting();
     if let Some(embedder) = loaded() {
         return Ok(embedder);
     }
     let setting = gucs::model_path_setting();
     let dir = resolve(&setting)?;
-    apply_thread_setting();
     // Drop the old model first: two multilingual models would be ~1 GB at once.
     LOADED.set(None);
+    crate::query_cache::clear();
     let embedder = Rc::new(Embedder::load(&dir).map_err(LoadError::Model)?);
     LOADED.set(Some(Loaded {
         setting,
         embedder: embedder.clone(),
     }));
     Ok(embedder)
+}
+
+/// Under shared_preload_libraries, _PG_init calls this in the postmaster: the model (and its
+/// version hash) is loaded once, before any backend forks, and every backend inherits it
+/// copy-on-write, so a new connection's first uhok_embed() does not load anything. Loading
+/// starts no thread (the postmaster must stay single-threaded). A failure is only a WARNING:
+/// the server starts, and backends load the model on first use as without preloading.
+pub fn preload() {
+    let setting = gucs::model_path_setting();
+    let loaded = resolve(&setting).and_then(|dir| Embedder::load(&dir).map_err(LoadError::Model));
+    match loaded {
+        Ok(embedder) => {
+            let version = embedder.version().unwrap_or_else(|e| e.to_string());
+            pgrx::log!(
+                "uhok_embed: preloaded {version} from \"{setting}\" in {:.0} ms",
+                embedder.info().load_ms
+            );
+            LOADED.set(Some(Loaded {
+                setting,
+                embedder: Rc::new(embedder),
+            }));
+        }
+        Err(e) => pgrx::warning!(
+            "uhok_embed: could not preload the model: {e}; backends will load it on first use"
+        ),
+    }
 }
 
 /// Like [`try_get`], raising an ERROR on failure.

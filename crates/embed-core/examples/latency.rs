@@ -21,10 +21,20 @@ fn main() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
-    let names: Vec<String> = include_str!("../../../demo/recipes.txt").lines().map(str::to_owned).collect();
+    let names: Vec<String> = include_str!("../../../demo/recipes.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let batch: Vec<&str> = names.iter().map(String::as_str).collect();
-    println!("model {}, threads {}", dir.display(), std::env::var("RAYON_NUM_THREADS").unwrap());
-    println!("| backend | load ms | '갈비탕' p50 ms | p95 ms | batch of {} names/s (chunks of 32) |", batch.len());
+    println!(
+        "model {}, threads {}",
+        dir.display(),
+        std::env::var("RAYON_NUM_THREADS").unwrap()
+    );
+    println!(
+        "| backend | load ms | '갈비탕' p50 ms | p95 ms | batch of {} names/s (chunks of 32) |",
+        batch.len()
+    );
     println!("|---|---|---|---|---|");
     for backend in [Backend::Fast, Backend::Candle] {
         let started = Instant::now();

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# uhok_embed inside PostgreSQL: query latency, first call in a new connection, and memory with
+# 64 connections, each measured without and with shared_preload_libraries = 'uhok_embed'.
+# One compute thread, the query cache off (uhok_embed.cache_size = 0) except where it says so.
+#
+# usage: bench/latency_memory.sh [MODEL_FOLDER_NAME]   (default: the default model)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+. "$root/scripts/common.sh"
+cd "$root"
+model=${1:-}
+connections=${BENCH_CONNECTIONS:-64}
+
+"$root/scripts/install-deps.sh" >/dev/null
+"$root/scripts/install-models.sh" >/dev/null
+"$root/scripts/build-extension.sh" >/dev/null 2>&1
+
+cluster=$(mktemp -d /tmp/uhok_embed_bench.XXXX)
+port=${UHOK_BENCH_PORT:-54332}
+"$root/scripts/cluster.sh" start "$cluster" "$port"
+trap '"$root/scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+echo "max_connections = $((connections + 10))" >> "$cluster/data/postgresql.conf"
+[ -n "$model" ] && echo "uhok_embed.model_path = '\$sharedir/uhok_embed/models/$model'" >> "$cluster/data/postgresql.conf"
+psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
+restart() {
+    "$root/scripts/cluster.sh" stop "$cluster"
+    "$root/scripts/cluster.sh" start "$cluster" "$port"
+}
+"${psql[@]}" -c "CREATE EXTENSION IF NOT EXISTS uhok_embed CASCADE" >/dev/null 2>&1
+
+# p50 / p95 of one query's uhok_embed() inside the server (no client round trip).
+latency() {  # latency CACHE_SIZE -> "p50 p95" in ms
+    "${psql[@]}" <<SQL
+SET uhok_embed.cache_size = $1;
+SET uhok_embed.threads = 1;
+DO \$\$
+DECLARE t0 timestamptz; times float8[] := '{}'; q text := '갈비탕';
+BEGIN
+    PERFORM uhok_embed('warm up');
+    FOR i IN 1..300 LOOP
+        t0 := clock_timestamp();
+        PERFORM uhok_embed(q);
+        times := times || extract(epoch FROM clock_timestamp() - t0) * 1000;
+    END LOOP;
+    RAISE NOTICE '%', (SELECT format('%s %s', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY t)::numeric, 2),
+                                            round(percentile_cont(0.95) WITHIN GROUP (ORDER BY t)::numeric, 2))
+                       FROM unnest(times) t);
+END \$\$;
+SQL
+}
+# Wall time of a new connection's first uhok_embed(), as the client sees it, median of 5.
+first_call() {
+    for _ in 1 2 3 4 5; do
+        t0=$EPOCHREALTIME
+        "${psql[@]}" -c "SELECT uhok_embed('갈비탕') IS NOT NULL" >/dev/null
+        awk "BEGIN { print ($EPOCHREALTIME - $t0) * 1000 }"
+    done | sort -n | sed -n 3p
+}
+# Memory of N idle connections that have each embedded once: the sum of their PSS (shared
+# pages divided among the processes sharing them) and the machine's used memory.
+memory() {  # -> "pss_mb used_delta_mb"
+    sync; local used0; used0=$(free -m | awk '/^Mem:/ { print $3 }')
+    local pids=()
+    for _ in $(seq 1 "$connections"); do
+        "${psql[@]}" -c "SELECT uhok_embed('갈비탕') IS NOT NULL; SELECT pg_sleep(60)" >/dev/null &
+        pids+=($!)
+    done
+    # Wait until every connection has embedded (they then sleep).
+    for _ in $(seq 1 120); do
+        n=$("${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND wait_event = 'PgSleep'")
+        [ "$n" -ge "$connections" ] && break
+        sleep 1
+    done
+    local pss=0
+    for pid in $("${psql[@]}" -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND wait_event = 'PgSleep'"); do
+        pss=$((pss + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
+    done
+    local used1; used1=$(free -m | awk '/^Mem:/ { print $3 }')
+    "${psql[@]}" -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'" >/dev/null
+    wait "${pids[@]}" 2>/dev/null || true
+    echo "$((pss / 1024)) $((used1 - used0))"
+}
+
+info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers), weights ' || pg_size_pretty(pg_stat_file(i->>'model_dir' || '/model.safetensors').size) || ', forward pass: ' || (i->>'backend') FROM uhok_embed_info() i")
+read -r p50 p95 < <(latency 0 2>&1 | sed 's/^NOTICE: *//')
+read -r c50 c95 < <(latency 1024 2>&1 | sed 's/^NOTICE: *//')
+first=$(first_call)
+read -r pss used < <(memory)
+
+echo "shared_preload_libraries = 'uhok_embed'" >> "$cluster/data/postgresql.conf"
+restart
+first_pre=$(first_call)
+read -r pss_pre used_pre < <(memory)
+
+echo "uhok_embed in PostgreSQL: $info"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg); uhok_embed.threads = 1"
+echo
+echo "| measure | without preload | with shared_preload_libraries |"
+echo "|---|---|---|"
+echo "| SELECT uhok_embed('갈비탕') in the server, p50 / p95 ms (cache off) | $p50 / $p95 | same code path |"
+echo "| the same, answered from uhok_embed.cache_size, p50 / p95 ms | $c50 / $c95 | same code path |"
+echo "| new connection's first uhok_embed('갈비탕'), client wall ms (median of 5, incl. connect) | $first | $first_pre |"
+echo "| $connections connections after one uhok_embed() each: sum of backend PSS, MB | $pss | $pss_pre |"
+echo "| the same: machine used-memory increase, MB | $used | $used_pre |"
