@@ -2,7 +2,8 @@
 # Runs every test of uhok_embed on this machine, installing what is missing first:
 #   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
 #   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
-#   3. concurrency scripts on the same cluster (tests/concurrency/)
+#   3. concurrency scripts on the same cluster (tests/concurrency/), and preloading the model
+#      under shared_preload_libraries on a cluster of its own (tests/preload.sh)
 #   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
 set -euo pipefail
@@ -51,6 +52,8 @@ for t in tests/concurrency/*.sh; do
     bash "$t" "$cluster" "$port"
     result "$t" $?
 done
+bash tests/preload.sh $((port + 1))
+result "tests/preload.sh" $?
 set -e
 
 step "Dockerfile: hadolint"

@@ -19,3 +19,20 @@ FROM uhok_embed_info() AS i;
 -- The default model (what $sharedir/uhok_embed/model points at) answers too.
 RESET uhok_embed.model_path;
 SELECT uhok_embed_info()->>'status' AS status, uhok_embed_info()->'dim' AS dim;
+
+-- The query cache (uhok_embed.cache_size): a repeated text is answered without the model.
+SET uhok_embed.cache_size = 16;
+SELECT (uhok_embed_info()->'cache'->>'hits')::int AS hits_before, (uhok_embed_info()->>'forward_passes')::int AS passes_before \gset
+SELECT uhok_embed('김치찌개') = uhok_embed(' 김치찌개 ') AS same_vector;
+SELECT uhok_embed(t) IS NOT NULL FROM (VALUES ('김치찌개'), ('김치찌개'), ('된장찌개')) AS v(t);
+SELECT (uhok_embed_info()->'cache'->>'hits')::int - :hits_before AS hits,
+       (uhok_embed_info()->>'forward_passes')::int - :passes_before AS forward_passes;
+-- The cache keeps at most cache_size entries, least recently used out.
+SELECT count(uhok_embed('dish ' || g)) FROM generate_series(1, 40) g;
+SELECT uhok_embed_info()->'cache'->'entries' AS entries;
+-- 0 turns it off.
+SET uhok_embed.cache_size = 0;
+SELECT (uhok_embed_info()->>'forward_passes')::int AS passes_before \gset
+SELECT uhok_embed(t) IS NOT NULL FROM (VALUES ('김치찌개'), ('김치찌개')) AS v(t);
+SELECT (uhok_embed_info()->>'forward_passes')::int - :passes_before AS forward_passes;
+RESET uhok_embed.cache_size;

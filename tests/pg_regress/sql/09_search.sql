@@ -48,7 +48,7 @@ SELECT * FROM uhok_search('갈비탕', 0);
 SELECT * FROM uhok_search('갈비탕', 1001);
 SELECT * FROM uhok_search('갈비탕', 5, '{}', -1);
 SELECT * FROM uhok_search(NULL);
-SELECT * FROM uhok_search('갈비탕', 5, NULL);
+SELECT recipe_id, round(distance::numeric, 4) AS distance FROM uhok_search('갈비탕', 5, NULL);
 
 -- Any table, id column and vector column.
 CREATE TABLE dishes (dish_id int PRIMARY KEY, title text, emb vector(384));

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# shared_preload_libraries = 'uhok_embed': the postmaster loads the model once and every new
+# connection starts with it loaded; a model that cannot be loaded only warns, and the server
+# still starts and serves.
+#
+# usage: preload.sh PORT   (uhok_embed and the test models installed)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../scripts/common.sh"
+port=${1:?port}
+cluster=$(mktemp -d /tmp/uhok_embed_preload.XXXX)
+trap '"$here/../scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
+"$here/../scripts/cluster.sh" start "$cluster" "$port"
+"${psql[@]}" -c "CREATE EXTENSION uhok_embed CASCADE" 2>/dev/null
+"$here/../scripts/cluster.sh" stop "$cluster"
+echo "shared_preload_libraries = 'uhok_embed'" >> "$cluster/data/postgresql.conf"
+"$here/../scripts/cluster.sh" start "$cluster" "$port"
+
+fail=0
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then echo "  ok: $1"; else echo "  FAILED: $1: expected '$2', got '$3'"; fail=1; fi
+}
+check "the postmaster logged the preload" 1 "$(grep -c 'uhok_embed: preloaded' "$cluster/server.log")"
+check "a new connection has the model before its first call" "ok true" \
+    "$("${psql[@]}" -c "SELECT (uhok_embed_info(load => false)->>'status') || ' ' || (uhok_embed_info(load => false)->>'loaded')")"
+check "and embeds" 384 "$("${psql[@]}" -c "SELECT vector_dims(uhok_embed('갈비탕'))")"
+check "a session can still switch models" "all-MiniLM-L6-v2" \
+    "$("${psql[@]}" -c "SET uhok_embed.model_path = '\$sharedir/uhok_embed/models/all-MiniLM-L6-v2'" -c "SELECT uhok_embed_info()->>'model'")"
+
+"$here/../scripts/cluster.sh" stop "$cluster"
+echo "uhok_embed.model_path = '/nonexistent'" >> "$cluster/data/postgresql.conf"
+"$here/../scripts/cluster.sh" start "$cluster" "$port"
+check "a bad model path only warns at startup" 1 "$(grep -c 'could not preload the model' "$cluster/server.log")"
+check "the server serves, and uhok_embed() gives the usual ERROR" 58P01 \
+    "$("${psql[@]}" -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" -c "SELECT uhok_embed('x')" 2>&1 | grep -o '58P01' | head -n1)"
+exit $fail
