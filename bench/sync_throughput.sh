@@ -54,9 +54,9 @@ timed() {  # timed SQL -> seconds
 row=$(timed "SELECT sum(vector_dims(uhok_embed(name))) FROM names")
 batch=$(timed "SELECT sum(vector_dims(v)) FROM unnest((SELECT uhok_embed_batch(array_agg(name ORDER BY id)) FROM names)) AS v")
 trigger=$(timed "INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") SELECT id, name FROM names")
-"${psql[@]}" -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" DISABLE TRIGGER USER;
-                 UPDATE \"RECIPE_VECTOR_TABLE\" SET \"VECTOR_NAME\" = NULL, \"EMBEDDING_VERSION\" = NULL;
-                 ALTER TABLE \"RECIPE_VECTOR_TABLE\" ENABLE TRIGGER USER; VACUUM \"RECIPE_VECTOR_TABLE\";" >/dev/null
+"${psql[@]}" -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" DISABLE TRIGGER USER" \
+    -c "UPDATE \"RECIPE_VECTOR_TABLE\" SET \"VECTOR_NAME\" = NULL, \"EMBEDDING_VERSION\" = NULL" \
+    -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" ENABLE TRIGGER USER" -c "VACUUM \"RECIPE_VECTOR_TABLE\"" >/dev/null
 backfill=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=warning" timed "CALL uhok_embed_backfill('\"RECIPE_VECTOR_TABLE\"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION')")
 
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers, ' || (i->>'dim') || ' dims), batch_size ' || (i->>'batch_size') || ', threads ' || (i->>'threads') FROM uhok_embed_info() i")
