@@ -43,8 +43,8 @@ BEGIN
         PERFORM uhok_embed(q);
         times := times || extract(epoch FROM clock_timestamp() - t0) * 1000;
     END LOOP;
-    RAISE NOTICE '%', (SELECT format('%s %s', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY t)::numeric, 2),
-                                            round(percentile_cont(0.95) WITHIN GROUP (ORDER BY t)::numeric, 2))
+    RAISE NOTICE '%', (SELECT format('%s %s', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY t)::numeric, 3),
+                                            round(percentile_cont(0.95) WITHIN GROUP (ORDER BY t)::numeric, 3))
                        FROM unnest(times) t);
 END \$\$;
 SQL
@@ -63,7 +63,7 @@ memory() {  # -> "pss_mb used_delta_mb"
     sync; local used0; used0=$(free -m | awk '/^Mem:/ { print $3 }')
     local pids=()
     for _ in $(seq 1 "$connections"); do
-        "${psql[@]}" -c "SELECT uhok_embed('갈비탕') IS NOT NULL; SELECT pg_sleep(60)" >/dev/null &
+        "${psql[@]}" -c "SELECT uhok_embed('갈비탕') IS NOT NULL; SELECT pg_sleep(60)" >/dev/null 2>&1 &
         pids+=($!)
     done
     # Wait until every connection has embedded (they then sleep).
@@ -77,12 +77,12 @@ memory() {  # -> "pss_mb used_delta_mb"
         pss=$((pss + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
     done
     local used1; used1=$(free -m | awk '/^Mem:/ { print $3 }')
-    "${psql[@]}" -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'" >/dev/null
+    "${psql[@]}" -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
     wait "${pids[@]}" 2>/dev/null || true
     echo "$((pss / 1024)) $((used1 - used0))"
 }
 
-info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers), weights ' || pg_size_pretty(pg_stat_file(i->>'model_dir' || '/model.safetensors').size) || ', forward pass: ' || (i->>'backend') FROM uhok_embed_info() i")
+info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers), weights ' || pg_size_pretty((pg_stat_file((i->>'model_dir') || '/model.safetensors')).size) || ', forward pass: ' || (i->>'backend') FROM uhok_embed_info() i")
 read -r p50 p95 < <(latency 0 2>&1 | sed 's/^NOTICE: *//')
 read -r c50 c95 < <(latency 1024 2>&1 | sed 's/^NOTICE: *//')
 first=$(first_call)
