@@ -16,10 +16,8 @@ connections=${BENCH_CONNECTIONS:-64}
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
 
-cluster=$(mktemp -d /tmp/uhok_embed_bench.XXXX)
 port=${UHOK_BENCH_PORT:-54332}
-"$root/scripts/cluster.sh" start "$cluster" "$port"
-trap '"$root/scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+throwaway_cluster bench "$port"
 echo "max_connections = $((connections + 10))" >> "$cluster/data/postgresql.conf"
 [ -n "$model" ] && echo "uhok_embed.model_path = '\$sharedir/uhok_embed/models/$model'" >> "$cluster/data/postgresql.conf"
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)

@@ -20,10 +20,8 @@ model=${1:-}
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
 
-cluster=$(mktemp -d /tmp/uhok_embed_bench.XXXX)
 port=${UHOK_BENCH_PORT:-54331}
-"$root/scripts/cluster.sh" start "$cluster" "$port"
-trap '"$root/scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+throwaway_cluster bench "$port"
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
 model_setting=${model:+\$sharedir/uhok_embed/models/$model}
 export PGOPTIONS="-c uhok_embed.threads=1${model_setting:+ -c uhok_embed.model_path=$model_setting}"

@@ -21,3 +21,11 @@ ensure_venv() {  # ensure_venv PACKAGE...
         "$VENV/bin/pip" show -q "$pkg" >/dev/null 2>&1 || "$VENV/bin/pip" install -q "$pkg"
     done
 }
+
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# A throwaway cluster for the calling script, stopped and deleted when it exits; sets $cluster.
+throwaway_cluster() {  # throwaway_cluster NAME PORT
+    cluster=$(mktemp -d "/tmp/uhok_embed_$1.XXXX")
+    "$SCRIPTS/cluster.sh" start "$cluster" "$2"
+    trap '"$SCRIPTS/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+}

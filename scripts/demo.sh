@@ -14,10 +14,8 @@ cd "$root"
 echo "==> building and installing uhok_embed (log: /tmp/uhok_embed_build.log)" >&2
 "$here/build-extension.sh" >/tmp/uhok_embed_build.log 2>&1 || { tail -n 40 /tmp/uhok_embed_build.log; exit 1; }
 
-cluster=$(mktemp -d /tmp/uhok_embed_demo.XXXX)
 port=${UHOK_DEMO_PORT:-54330}
-"$here/cluster.sh" start "$cluster" "$port"
-trap '"$here/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+throwaway_cluster demo "$port"
 psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
 
 "${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql >/dev/null

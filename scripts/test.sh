@@ -35,10 +35,8 @@ step "extension: build and install"
 
 step "SQL: pg_regress on a throwaway cluster"
 "$here/make-bad-models.sh" "$models/all-MiniLM-L6-v2" /tmp/uhok_embed_fixtures
-cluster=$(mktemp -d /tmp/uhok_embed_regress.XXXX)
 port=${UHOK_TEST_PORT:-54329}
-"$here/cluster.sh" start "$cluster" "$port"
-trap '"$here/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+throwaway_cluster regress "$port"
 outdir=$(mktemp -d)
 set +e
 regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress

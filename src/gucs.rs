@@ -1,15 +1,15 @@
 //! The extension's settings, all named `uhok_embed.*`.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Where the default model lives: `$sharedir` expands to PostgreSQL's share directory, like
 /// `$libdir` in dynamic_library_path. scripts/install-models.sh points it at the default model.
-pub const DEFAULT_MODEL_PATH: &str = "$sharedir/uhok_embed/model";
+const DEFAULT_MODEL_PATH: &CStr = c"$sharedir/uhok_embed/model";
 
 static MODEL_PATH: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"$sharedir/uhok_embed/model"));
+    GucSetting::<Option<CString>>::new(Some(DEFAULT_MODEL_PATH));
 static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
@@ -64,7 +64,7 @@ pub fn model_path_setting() -> String {
     MODEL_PATH
         .get()
         .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| DEFAULT_MODEL_PATH.to_owned())
+        .unwrap_or_else(|| DEFAULT_MODEL_PATH.to_string_lossy().into_owned())
 }
 
 pub fn threads() -> usize {

@@ -8,10 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../scripts/common.sh"
 port=${1:?port}
-cluster=$(mktemp -d /tmp/uhok_embed_preload.XXXX)
-trap '"$here/../scripts/cluster.sh" stop "$cluster"; rm -rf "$cluster"' EXIT
+throwaway_cluster preload "$port"
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
-"$here/../scripts/cluster.sh" start "$cluster" "$port"
 "${psql[@]}" -c "CREATE EXTENSION uhok_embed CASCADE" 2>/dev/null
 "$here/../scripts/cluster.sh" stop "$cluster"
 echo "shared_preload_libraries = 'uhok_embed'" >> "$cluster/data/postgresql.conf"

@@ -120,7 +120,7 @@ impl FastBert {
                 )));
             }
             let offset = t.data().as_ptr() as usize - base;
-            if offset % 4 != 0 {
+            if !offset.is_multiple_of(4) {
                 return Err(bad(format!("tensor {full} is not 4-byte aligned")));
             }
             Ok(W {

@@ -173,7 +173,9 @@ impl PipelineConfig {
                 format!("model_type \"{model_type}\" is not supported (only \"bert\")"),
             ));
         }
-        if bert.num_attention_heads == 0 || bert.hidden_size % bert.num_attention_heads != 0 {
+        if bert.num_attention_heads == 0
+            || !bert.hidden_size.is_multiple_of(bert.num_attention_heads)
+        {
             return Err(EmbedError::config(
                 &files.config,
                 "hidden_size is not a multiple of num_attention_heads",

@@ -49,8 +49,8 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usi
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if inp % 8 == 0
-            && out % 4 == 0
+        if inp.is_multiple_of(8)
+            && out.is_multiple_of(4)
             && std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
         {
