@@ -14,8 +14,14 @@ cd "$root"
 
 passed=0; failed=0
 step() { printf '\n==> %s\n' "$*"; }
-result() {  # result NAME STATUS
+result() {  # result NAME STATUS: one test
     if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
+}
+counted() {  # counted NAME STATUS PASSED FAILED: a suite that counts its own tests
+    passed=$((passed + $3)); failed=$((failed + $4))
+    # A suite that failed without a failing test (it did not build, say) counts as one failure.
+    if [ "$2" != 0 ] && [ "$4" = 0 ]; then failed=$((failed + 1)); fi
+    echo "$1: $3 passed, $4 failed"
 }
 
 step "dependencies"
@@ -26,8 +32,12 @@ models=$PG_SHAREDIR/uhok_embed/models
 
 step "embed-core: cargo test"
 set +e
-UHOK_EMBED_TEST_MODELS=$models cargo test -p embed-core -- --nocapture --test-threads 1 2>&1 | tee /tmp/uhok_embed_core_tests.log | grep -E '^(test |running|test result|[a-zA-Z0-9-]+: )'
-result "cargo test -p embed-core" "${PIPESTATUS[0]}"
+log=$(mktemp)
+UHOK_EMBED_TEST_MODELS=$models cargo test -p embed-core -- --nocapture --test-threads 1 2>&1 | tee "$log" | grep -E '^(test |running|test result|[a-zA-Z0-9-]+: )'
+status=${PIPESTATUS[0]}
+counted "cargo test -p embed-core" "$status" \
+    "$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i - 1) } END { print n + 0 }' "$log")" \
+    "$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^failed/) n += $(i - 1) } END { print n + 0 }' "$log")"
 set -e
 
 step "extension: build and install"
@@ -42,10 +52,10 @@ set +e
 regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
 tests=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
 PGUSER=postgres "$regress" --host="$cluster" --port="$port" \
-    --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests
-status=$?
-if [ $status != 0 ]; then cat "$outdir/regression.diffs" 2>/dev/null | head -200; fi
-result "pg_regress ($(echo $tests | wc -w) files)" $status
+    --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests | tee "$log"
+status=${PIPESTATUS[0]}
+if [ $status != 0 ]; then head -n 200 "$outdir/regression.diffs" 2>/dev/null; fi
+counted "pg_regress" "$status" "$(grep -c '^test .* ok ' "$log")" "$(grep -c '^test .* FAILED ' "$log")"
 for t in tests/concurrency/*.sh; do
     bash "$t" "$cluster" "$port"
     result "$t" $?
