@@ -1,8 +1,9 @@
 //! In-process latency of one short query and batch throughput, for the fast forward pass and
 //! candle's BertModel side by side (no PostgreSQL). Run with optimisation:
 //!
-//!   cargo run --release -p embed-core --example latency -- MODEL_DIR [REPEATS]
+//!   cargo run --release -p embed-core --example latency -- MODEL_DIR [REPEATS] [tsv]
 //!
+//! With `tsv` it prints `backend load_ms p50_ms p95_ms texts_per_s` lines for scripts.
 //! RAYON_NUM_THREADS=1 (the extension's default) is set unless already set.
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().expect("usage: latency MODEL_DIR [REPEATS]"));
     let repeats: usize = args.next().map_or(200, |r| r.parse().expect("repeats"));
+    let tsv = args.next().as_deref() == Some("tsv");
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
@@ -52,11 +54,15 @@ fn main() {
         let t = Instant::now();
         embedder.embed_many(&batch, true, 32, || {}).unwrap();
         let per_s = batch.len() as f64 / t.elapsed().as_secs_f64();
-        println!(
-            "| {} | {load_ms:.0} | {:.2} | {:.2} | {per_s:.0} |",
+        let (backend, p50, p95) = (
             embedder.info().backend,
             percentile(&times, 0.5),
-            percentile(&times, 0.95)
+            percentile(&times, 0.95),
         );
+        if tsv {
+            println!("{backend}\t{load_ms:.1}\t{p50:.3}\t{p95:.3}\t{per_s:.1}");
+        } else {
+            println!("| {backend} | {load_ms:.0} | {p50:.2} | {p95:.2} | {per_s:.0} |");
+        }
     }
 }
