@@ -125,6 +125,13 @@ def main(blob_path, tokenizer_path, out_dir):
     ])
     with open(tokenizer_path, "rb") as src, open(os.path.join(out_dir, "tokenizer.json"), "wb") as dst:
         dst.write(src.read())
+    # uhok_embed reads tokenizer.json alone; transformers (the benchmarks' reference) also needs
+    # to be told it is an XLM-R tokenizer, or it takes it for BERT's WordPiece.
+    write_json(out_dir, "tokenizer_config.json", {
+        "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": max_pos,
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "unk_token": "<unk>", "pad_token": "<pad>",
+    })
 
 
 def write_json(out_dir, name, value):

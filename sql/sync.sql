@@ -11,7 +11,7 @@
 --
 -- Mode 'batch' (the table has a primary key and the vector column allows NULL): the row
 -- trigger only marks a row as pending (vector NULL) when its text is new or changed, and the
--- statement trigger embeds all pending rows of the statement in padded batches of
+-- statement trigger embeds all pending rows of the statement in batches of
 -- uhok_embed.batch_size, so an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
 -- forward passes, not 10,000.
 -- Mode 'row' (no primary key, or a NOT NULL vector column): the row trigger embeds each row

@@ -35,7 +35,7 @@ pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
 
 /// `uhok_embed_batch(inputs text[], normalize boolean DEFAULT true) RETURNS vector[]`
 ///
-/// One padded forward pass per `uhok_embed.batch_size` texts (sorted by length first), results
+/// One forward pass per `uhok_embed.batch_size` texts (sorted by length first), results
 /// in input order, NULL elements give NULL elements. Each result equals uhok_embed() of its
 /// element. IMMUTABLE for the same reasons as uhok_embed().
 #[pg_extern(immutable, strict, parallel_safe)]

@@ -40,7 +40,7 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"uhok_embed.batch_size",
         c"Texts per forward pass in uhok_embed_batch(), the sync triggers and backfill.",
-        c"Texts are sorted by length and padded per chunk; larger chunks amortise per-pass overhead, smaller ones pad less.",
+        c"Larger chunks amortise per-pass overhead (the weights are read once per pass); the statement's texts are sorted by length first.",
         &BATCH_SIZE,
         1,
         4096,

@@ -1,4 +1,4 @@
--- uhok_embed_batch: one padded forward pass per uhok_embed.batch_size texts, results in input
+-- uhok_embed_batch: one forward pass per uhok_embed.batch_size texts, results in input
 -- order, NULL elements give NULL elements, each equal to uhok_embed of its element.
 SET uhok_embed.model_path = '$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
 CREATE TEMP TABLE inputs AS
