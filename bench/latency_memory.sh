@@ -29,23 +29,8 @@ restart() {
 
 # p50 / p95 of one query's uhok_embed() inside the server (no client round trip).
 latency() {  # latency CACHE_SIZE -> "p50 p95" in ms
-    "${psql[@]}" <<SQL
-SET uhok_embed.cache_size = $1;
-SET uhok_embed.threads = 1;
-DO \$\$
-DECLARE t0 timestamptz; times float8[] := '{}'; q text := '갈비탕';
-BEGIN
-    PERFORM uhok_embed('warm up');
-    FOR i IN 1..300 LOOP
-        t0 := clock_timestamp();
-        PERFORM uhok_embed(q);
-        times := times || extract(epoch FROM clock_timestamp() - t0) * 1000;
-    END LOOP;
-    RAISE NOTICE '%', (SELECT format('%s %s', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY t)::numeric, 3),
-                                            round(percentile_cont(0.95) WITHIN GROUP (ORDER BY t)::numeric, 3))
-                       FROM unnest(times) t);
-END \$\$;
-SQL
+    PGOPTIONS="-c uhok_embed.cache_size=$1 -c uhok_embed.threads=1" "${psql[@]}" -f "$here/query_latency.sql" 2>&1 |
+        sed 's/^.*NOTICE: *//'
 }
 # Wall time of a new connection's first uhok_embed(), as the client sees it, median of 5.
 first_call() {
@@ -81,8 +66,8 @@ memory() {  # -> "pss_mb used_delta_mb"
 }
 
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers), weights ' || pg_size_pretty((pg_stat_file((i->>'model_dir') || '/model.safetensors')).size) || ', forward pass: ' || (i->>'backend') FROM uhok_embed_info() i")
-read -r p50 p95 < <(latency 0 2>&1 | sed 's/^NOTICE: *//')
-read -r c50 c95 < <(latency 1024 2>&1 | sed 's/^NOTICE: *//')
+read -r p50 p95 < <(latency 0)
+read -r c50 c95 < <(latency 1024)
 first=$(first_call)
 read -r pss used < <(memory)
 

@@ -34,23 +34,8 @@ psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d 
 "${psql[@]}" -c "CREATE EXTENSION uhok_embed CASCADE" 2>/dev/null
 
 server_p50() {  # server_p50 MODEL -> "p50 p95" of uhok_embed('갈비탕') inside the server, ms
-    "${psql[@]}" 2>&1 <<SQL | sed 's/^NOTICE: *//'
-SET uhok_embed.model_path = '\$sharedir/uhok_embed/models/$1';
-SET uhok_embed.cache_size = 0;
-DO \$\$
-DECLARE t0 timestamptz; times float8[] := '{}'; q text := '갈비탕';
-BEGIN
-    PERFORM uhok_embed('warm up');
-    FOR i IN 1..200 LOOP
-        t0 := clock_timestamp();
-        PERFORM uhok_embed(q);
-        times := times || extract(epoch FROM clock_timestamp() - t0) * 1000;
-    END LOOP;
-    RAISE NOTICE '%', (SELECT format('%s %s', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY t)::numeric, 3),
-                                            round(percentile_cont(0.95) WITHIN GROUP (ORDER BY t)::numeric, 3))
-                       FROM unnest(times) t);
-END \$\$;
-SQL
+    PGOPTIONS="-c uhok_embed.model_path=\$sharedir/uhok_embed/models/$1 -c uhok_embed.cache_size=0" \
+        "${psql[@]}" -f "$here/query_latency.sql" 2>&1 | sed 's/^.*NOTICE: *//'
 }
 json() { "$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
 
