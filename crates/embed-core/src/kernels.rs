@@ -6,7 +6,9 @@
 //! with independent lanes that the compiler vectorises. Many rows go to the gemm crate, whose
 //! packing pays off there.
 
-/// Rows at or above which `linear` uses gemm instead of row dot products.
+/// Rows at or above which `linear` uses gemm instead of row dot products. For batches the
+/// packing pays: 350 names in chunks of 32 ran at 382 texts/s through gemm and 246/s through
+/// the row kernel (e5 shape, one thread).
 const GEMM_MIN_ROWS: usize = 32;
 
 /// `y[rows, out] = x[rows, inp] * w[out, inp]^T + b[out]`.
