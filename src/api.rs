@@ -89,6 +89,8 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
     } else {
         model_cache::loaded().ok_or(None)
     };
+    let counts = model_cache::stats();
+    let (cache_entries, cache_hits, cache_misses) = query_cache::stats();
     let mut info = json!({
         "model_path": setting,
         "model_dir": resolved,
@@ -96,19 +98,13 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
         "threads": gucs::threads(),
         "normalize": true,
         "batch_size": gucs::batch_size(),
-        "texts_embedded": model_cache::stats().texts,
-        "forward_passes": model_cache::stats().forward_passes,
+        "texts_embedded": counts.texts,
+        "forward_passes": counts.forward_passes,
         "cache": {
             "size": gucs::cache_size(),
-            "entries": query_cache::stats().0,
-            "hits": query_cache::stats().1,
-            "misses": query_cache::stats().2,
-        },
-        "cache": {
-            "size": gucs::cache_size(),
-            "entries": query_cache::stats().0,
-            "hits": query_cache::stats().1,
-            "misses": query_cache::stats().2,
+            "entries": cache_entries,
+            "hits": cache_hits,
+            "misses": cache_misses,
         },
     });
     match model {
@@ -130,7 +126,6 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
                 ("layers".into(), json!(m.layers)),
                 ("vocab_size".into(), json!(m.vocab_size)),
                 ("load_ms".into(), json!((m.load_ms * 10.0).round() / 10.0)),
-                ("backend".into(), json!(m.backend)),
                 ("backend".into(), json!(m.backend)),
             ]);
         }
