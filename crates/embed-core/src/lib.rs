@@ -117,14 +117,7 @@ impl Embedder {
     /// Embeds texts in one forward pass. `normalize = false` returns the pooled vector before
     /// any Normalize module, like sentence-transformers with Normalize removed.
     pub fn embed_batch(&self, texts: &[&str], normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let encoded = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(t))
-            .collect::<Result<Vec<_>>>()?;
-        self.forward(
-            &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-            normalize,
-        )
+        self.embed_many(texts, normalize, texts.len(), || {})
     }
 
     /// Embeds any number of texts in chunks of `chunk_size`, results in input order.
