@@ -1,151 +1,9 @@
-//! The numeric kernels of the BERT forward pass (bert.rs), in fp32 on row-major slices.
-//!
-//! The hot one is `linear` with few rows (a query is ~5-15 tokens): y = x W^T + b where W is
-//! stored [out, in], so each output is a dot product of two contiguous rows. With AVX2+FMA (the
-//! common x86-64 server) the dot product runs 32 lanes at a time; elsewhere a portable version
-//! with independent lanes that the compiler vectorises. Many rows go to the gemm crate, whose
-//! packing pays off there.
+//! The numeric kernels of the BERT forward pass (bert.rs), in fp32 on row-major slices:
+//! `linear` (the matrix products, in linear.rs) and the small row-wise steps around it.
 
-/// Rows at or above which `linear` uses gemm instead of row dot products. For batches the
-/// packing pays: 350 names in chunks of 32 ran at 382 texts/s through gemm and 246/s through
-/// the row kernel (e5 shape, one thread).
-const GEMM_MIN_ROWS: usize = 32;
+mod linear;
 
-/// `y[rows, out] = x[rows, inp] * w[out, inp]^T + b[out]`.
-pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usize, y: &mut [f32]) {
-    debug_assert_eq!(
-        (x.len(), w.len(), b.len(), y.len()),
-        (rows * inp, out * inp, out, rows * out)
-    );
-    if rows >= GEMM_MIN_ROWS {
-        // SAFETY: the strides describe x as [rows, inp] row-major, w^T as [inp, out] (element
-        // (k, n) at n * inp + k) and y as [rows, out] row-major; the debug_assert above states
-        // the lengths those shapes need.
-        unsafe {
-            gemm::gemm(
-                rows,
-                out,
-                inp,
-                y.as_mut_ptr(),
-                1,
-                out as isize,
-                false,
-                x.as_ptr(),
-                1,
-                inp as isize,
-                w.as_ptr(),
-                inp as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism(),
-            );
-        }
-        for row in y.chunks_exact_mut(out) {
-            add_assign(row, b);
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if inp.is_multiple_of(8)
-            && out.is_multiple_of(4)
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: AVX2 and FMA are present (checked just above); shapes as debug-asserted.
-            unsafe { linear_few_rows_avx2_fma(x, rows, inp, w, b, out, y) };
-            return;
-        }
-    }
-    // Each weight row is read from memory once and used for every input row while in L1.
-    for (o, (w_row, bias)) in w.chunks_exact(inp).zip(b).enumerate() {
-        for r in 0..rows {
-            y[r * out + o] = dot(&x[r * inp..][..inp], w_row) + bias;
-        }
-    }
-}
-
-/// `linear` for few rows: four weight rows at a time against each input row, so each 8-float
-/// load of x feeds four FMAs and each weight row is streamed from memory once. One call per
-/// matrix, not per dot product: dispatching per dot product cost ~1.7 ms of a 7 ms MiniLM query.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn linear_few_rows_avx2_fma(
-    x: &[f32],
-    rows: usize,
-    inp: usize,
-    w: &[f32],
-    b: &[f32],
-    out: usize,
-    y: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        // SAFETY: register-only SSE/AVX operations, available under this function's features.
-        unsafe {
-            let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-            _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
-        }
-    }
-    // SAFETY (whole block): inp % 8 == 0 and out % 4 == 0 (the caller checked), so every 8-float
-    // load at k < inp stays inside row r of x and rows o..o+3 of w, and y[r * out + o + 3] exists.
-    unsafe {
-        let (px, pw) = (x.as_ptr(), w.as_ptr());
-        for o in (0..out).step_by(4) {
-            let w0 = pw.add(o * inp);
-            let (w1, w2, w3) = (w0.add(inp), w0.add(2 * inp), w0.add(3 * inp));
-            for r in 0..rows {
-                let xr = px.add(r * inp);
-                let (mut a0, mut a1, mut a2, mut a3) = (
-                    _mm256_setzero_ps(),
-                    _mm256_setzero_ps(),
-                    _mm256_setzero_ps(),
-                    _mm256_setzero_ps(),
-                );
-                let mut k = 0;
-                while k < inp {
-                    if r == 0 && k % 16 == 0 && o + 8 <= out {
-                        // Prefetch the next four weight rows, a cache line each time this
-                        // row's loop crosses one: one query streams every weight from memory,
-                        // and this took '갈비탕' from 6.95 to 4.7 ms (e5 shape) and 5.15 to
-                        // 4.2 ms (MiniLM-L6). Eight rows ahead was slower (5.3 ms).
-                        let next = w0.add(4 * inp + k) as *const i8;
-                        _mm_prefetch::<_MM_HINT_T0>(next);
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(4 * inp));
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(8 * inp));
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(12 * inp));
-                    }
-                    let xv = _mm256_loadu_ps(xr.add(k));
-                    a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0.add(k)), a0);
-                    a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1.add(k)), a1);
-                    a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2.add(k)), a2);
-                    a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3.add(k)), a3);
-                    k += 8;
-                }
-                let yr = &mut y[r * out + o..][..4];
-                yr[0] = hsum(a0) + b[o];
-                yr[1] = hsum(a1) + b[o + 1];
-                yr[2] = hsum(a2) + b[o + 2];
-                yr[3] = hsum(a3) + b[o + 3];
-            }
-        }
-    }
-}
-
-/// One thread unless RAYON_NUM_THREADS says otherwise (the extension sets it from
-/// uhok_embed.threads); only gemm's big products are split, the few-row path is one thread.
-fn parallelism() -> gemm::Parallelism {
-    match candle_core::utils::get_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
+pub use linear::linear;
 
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -342,26 +200,6 @@ pub fn attention(
 mod tests {
     use super::*;
 
-    fn naive_linear(
-        x: &[f32],
-        rows: usize,
-        inp: usize,
-        w: &[f32],
-        b: &[f32],
-        out: usize,
-    ) -> Vec<f32> {
-        let mut y = vec![0f32; rows * out];
-        for r in 0..rows {
-            for o in 0..out {
-                let s: f64 = (0..inp)
-                    .map(|i| f64::from(x[r * inp + i]) * f64::from(w[o * inp + i]))
-                    .sum();
-                y[r * out + o] = s as f32 + b[o];
-            }
-        }
-        y
-    }
-
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
@@ -370,20 +208,6 @@ mod tests {
                     - 0.5
             })
             .collect()
-    }
-
-    #[test]
-    fn linear_matches_naive_for_few_and_many_rows() {
-        for rows in [1, 7, GEMM_MIN_ROWS, 50] {
-            let (inp, out) = (45, 13);
-            let (x, w, b) = (values(rows * inp, 1), values(out * inp, 2), values(out, 3));
-            let mut y = vec![0f32; rows * out];
-            linear(&x, rows, inp, &w, &b, out, &mut y);
-            let expected = naive_linear(&x, rows, inp, &w, &b, out);
-            for (a, e) in y.iter().zip(&expected) {
-                assert!((a - e).abs() < 1e-5, "rows={rows}: {a} vs {e}");
-            }
-        }
     }
 
     #[test]
