@@ -67,6 +67,9 @@ pub struct FastBert {
     eps: f32,
     vocab_size: usize,
     max_positions: usize,
+    /// Where the weights start relative to a 64-byte line; activations are placed the same
+    /// way so that the linear kernels' loads of both line up (see kernels/linear.rs).
+    line_offset: usize,
 }
 
 /// Token ids of several sequences back to back, no padding.
@@ -169,7 +172,11 @@ impl FastBert {
             });
         }
         drop(tensors);
+        let line_offset = layers
+            .first()
+            .map_or(0, |l| (mmap.as_ptr() as usize + l.query.weight.offset) % 64);
         Ok(Some(Self {
+            line_offset,
             mmap,
             word,
             position,
@@ -233,7 +240,8 @@ impl FastBert {
             self.w(self.position),
             self.w(self.token_type),
         );
-        let mut x = vec![0f32; n * h];
+        let buffer = |len| LineOffsetBuf::zeros(len, self.line_offset);
+        let mut x = buffer(n * h);
         let mut t = 0;
         for &len in tokens.lengths {
             for p in 0..len {
@@ -249,10 +257,10 @@ impl FastBert {
         self.layer_norm(&self.embedding_norm, &mut x);
 
         let inter = self.layers.first().map_or(0, |l| l.intermediate.out);
-        let (mut q, mut k, mut v) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
-        let mut ctx = vec![0f32; n * h];
-        let mut tmp = vec![0f32; n * h];
-        let mut ffn = vec![0f32; n * inter];
+        let (mut q, mut k, mut v) = (buffer(n * h), buffer(n * h), buffer(n * h));
+        let mut ctx = buffer(n * h);
+        let mut tmp = buffer(n * h);
+        let mut ffn = buffer(n * inter);
         let max_len = tokens.lengths.iter().copied().max().unwrap_or(0);
         let mut scores = vec![0f32; max_len * max_len];
         for layer in &self.layers {
@@ -282,6 +290,60 @@ impl FastBert {
             kernels::add_assign(&mut x, &tmp);
             self.layer_norm(&layer.output_norm, &mut x);
         }
-        Ok(x)
+        Ok(x.into_vec())
+    }
+}
+
+/// Zeroed floats starting `line_offset` bytes past a 64-byte boundary.
+struct LineOffsetBuf {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl LineOffsetBuf {
+    fn zeros(len: usize, line_offset: usize) -> Self {
+        let buf = vec![0f32; len + 16];
+        let misplaced = (buf.as_ptr() as usize + 64 - line_offset) % 64;
+        // Vec<f32> is 4-byte aligned and line_offset a multiple of 4 (checked at load).
+        let start = (64 - misplaced) % 64 / 4;
+        Self { buf, start, len }
+    }
+
+    fn into_vec(mut self) -> Vec<f32> {
+        self.buf.drain(..self.start);
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
+
+impl std::ops::Deref for LineOffsetBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.start..][..self.len]
+    }
+}
+
+impl std::ops::DerefMut for LineOffsetBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..][..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineOffsetBuf;
+
+    #[test]
+    fn line_offset_buf_starts_where_asked() {
+        for offset in (0..64).step_by(4) {
+            for len in [1, 17, 4096] {
+                let mut b = LineOffsetBuf::zeros(len, offset);
+                assert_eq!((b.as_ptr() as usize % 64, b.len()), (offset, len));
+                b[len - 1] = 1.0;
+                let v = b.into_vec();
+                assert_eq!((v.len(), v[len - 1]), (len, 1.0));
+            }
+        }
     }
 }
