@@ -5,15 +5,18 @@
 //! kernels work on tiles: `MR` input rows against four weight rows, `MR x 4` dot products
 //! accumulated in registers, each group of four reduced into one 4-float store. Each weight
 //! row is streamed from memory once per call, reused from L1 by every tile, and the first tile
-//! of a block prefetches the block two ahead.
+//! of a block prefetches the next block.
 //!
-//! Measured on the 2-core EPYC (AVX-512, 1 thread, '갈비탕', 350 names in chunks of 32):
+//! Measured on the 2-core EPYC (AVX-512, 1 thread, '갈비탕', 350 names in chunks of 32), each
+//! step on top of the previous one:
 //! - one input row x four weight rows (four accumulators, bound by FMA latency): MiniLM-L6
 //!   4.05 ms, e5 shape 4.73 ms; batches through the gemm crate 607 and 378 names/s.
 //! - 4 x 4 tiles in AVX-512 registers: MiniLM 2.74 ms, e5 4.14 ms; batches through the same
 //!   tiles 767 and 513 names/s, so gemm (AVX2 only on stable Rust) is no longer used.
-//! - prefetching two blocks ahead instead of one: MiniLM 2.15-2.8 ms, e5 3.7 ms (the machine's
-//!   noise is about as large as the gain; none at all cost 1.5 ms).
+//! - loads that do not straddle cache lines (see `tile_avx512`): MiniLM 2.16 ms, e5 3.2 ms;
+//!   batches 910 and 630 names/s.
+//! The floors on this machine: streaming MiniLM's 42 MB of layer weights at the 33 GB/s one
+//! core reads takes 1.3 ms (e5: 85 MB, 2.6 ms); its AVX-512 FMAs peak at 265 GFLOP/s.
 
 /// Rows from which a product is split across `uhok_embed.threads` threads (by rows, so each
 /// thread streams the weights itself; below this a query is bound by memory, not arithmetic).
@@ -96,7 +99,10 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// Weight blocks (of four rows) between the one being multiplied and the one prefetched.
-    const PREFETCH_BLOCKS_AHEAD: usize = 2;
+    /// With aligned loads, '갈비탕' took 3.2 ms (e5) / 2.16 ms (MiniLM) prefetching 1 block
+    /// ahead, 3.4-3.6 / 2.3-2.4 at 2, 3.7-3.9 at 3 and 4, 5.0 without; a second, L2 prefetch
+    /// further ahead was no better.
+    const PREFETCH_BLOCKS_AHEAD: usize = 1;
 
     /// The next block to prefetch while multiplying block `o..o + 4`, if it exists.
     fn prefetch_target(w: &[f32], inp: usize, out: usize, o: usize) -> Option<*const f32> {
