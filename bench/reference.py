@@ -2,6 +2,7 @@
 """The references uhok_embed is compared with, measured in the same run as uhok_embed itself.
 
   reference.py st MODEL_DIR            sentence-transformers in process: load, one query, batches
+  reference.py st-batch MODEL_DIR FILE  sentence-transformers' best batch throughput on FILE's lines
   reference.py http MODEL_DIR PORT     the HTTP service uhok_embed replaces (FastAPI /v1/embed)
   reference.py e2e DSN HTTP_URL N      end to end search from a client: embed over HTTP then SQL,
                                        versus uhok_embed inline; N queries each
@@ -55,6 +56,24 @@ def st(model_dir):
     print(json.dumps({"load_ms": load_ms, "p50_ms": pct(times, 0.5), "p95_ms": pct(times, 0.95),
                       "batch_per_s": batches[best], "best_batch_size": best,
                       "batch_per_s_by_size": batches, "texts": len(NAMES)}))
+
+def st_batch(model_dir, path):
+    model, _ = load_model(model_dir)
+    texts = [t for t in Path(path).read_text().split("\n") if t]
+    model.encode(texts[:64])
+    # The best batch size on the first 2,000 texts, then all of them at that size.
+    sample = texts[:2000]
+    rates = {}
+    for size in (16, 32, 64, 128):
+        t = time.perf_counter()
+        model.encode(sample, batch_size=size, normalize_embeddings=True)
+        rates[size] = len(sample) / (time.perf_counter() - t)
+    best = max(rates, key=rates.get)
+    t = time.perf_counter()
+    model.encode(texts, batch_size=best, normalize_embeddings=True)
+    print(json.dumps({"texts": len(texts), "batch_size": best,
+                      "per_s": len(texts) / (time.perf_counter() - t)}))
+
 
 def http(model_dir, port):
     import uvicorn
@@ -114,4 +133,4 @@ def e2e(dsn, url, n):
 
 
 if __name__ == "__main__":
-    {"st": st, "http": http, "e2e": e2e}[sys.argv[1]](*sys.argv[2:])
+    {"st": st, "st-batch": st_batch, "http": http, "e2e": e2e}[sys.argv[1]](*sys.argv[2:])

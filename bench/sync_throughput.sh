@@ -5,6 +5,8 @@
 #   batch           SELECT uhok_embed_batch(array_agg(name)) FROM names
 #   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... (uhok_embed_attach's triggers)
 #   backfill        CALL uhok_embed_backfill(...) over the same rows with no vectors
+# and, as the reference, sentence-transformers (torch CPU, one thread) at its best batch size on
+# the same names, in the same run (the environment bench/vs_sentence_transformers.sh builds).
 #
 # usage: bench/sync_throughput.sh [MODEL_FOLDER_NAME]   (default: the default model)
 # BENCH_ROWS=N changes the row count (default 10000).
@@ -19,6 +21,11 @@ model=${1:-}
 "$root/scripts/install-deps.sh" >/dev/null
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
+venv=$UHOK_CACHE/bench-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null ||
+    "$venv/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 port=${UHOK_BENCH_PORT:-54331}
 throwaway_cluster bench "$port"
@@ -57,17 +64,26 @@ trigger=$(timed "INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_N
     -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" ENABLE TRIGGER USER" -c "VACUUM \"RECIPE_VECTOR_TABLE\"" >/dev/null
 backfill=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=warning" timed "CALL uhok_embed_backfill('\"RECIPE_VECTOR_TABLE\"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION')")
 
+names_file=$cluster/names.txt
+"${psql[@]}" -c "\\copy (SELECT name FROM names ORDER BY id) TO '$names_file'"
+model_dir=$("${psql[@]}" -c "SELECT uhok_embed_info()->>'model_dir'")
+st=$("$venv/bin/python" "$here/reference.py" st-batch "$model_dir" "$names_file")
+st_per_s=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['per_s'])" "$st")
+st_size=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['batch_size'])" "$st")
+
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers, ' || (i->>'dim') || ' dims), batch_size ' || (i->>'batch_size') || ', threads ' || (i->>'threads') FROM uhok_embed_info() i")
 echo "uhok_embed sync throughput: $rows Korean recipe names"
 echo "model: $info"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: $("$PG_BINDIR/postgres" --version), HNSW index on the table during the trigger insert"
 echo
-printf '| %-40s | %8s | %10s | %9s |\n' "method" "seconds" "rows/s" "vs row"
-printf '|%s|%s|%s|%s|\n' "------------------------------------------" "----------" "------------" "-----------"
+printf '| %-48s | %8s | %10s | %9s | %24s |\n' "method" "seconds" "rows/s" "vs row" "vs sentence-transformers"
+printf '|%s|%s|%s|%s|%s|\n' "--------------------------------------------------" "----------" "------------" "-----------" "--------------------------"
 for m in "row by row: uhok_embed(name)|$row" "uhok_embed_batch(array_agg(name))|$batch" \
          "INSERT ... SELECT with the sync trigger|$trigger" "CALL uhok_embed_backfill(...)|$backfill"; do
     name=${m%|*}; secs=${m#*|}
-    awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" \
-        'BEGIN { printf "| %-40s | %8.1f | %10.1f | %8.1fx |\n", n, s, r / s, base / s }'
+    awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" -v st="$st_per_s" \
+        'BEGIN { printf "| %-48s | %8.1f | %10.1f | %8.1fx | %23.1fx |\n", n, s, r / s, base / s, r / s / st }'
 done
+awk -v r="$rows" -v st="$st_per_s" -v b="$st_size" \
+    'BEGIN { printf "| %-48s | %8.1f | %10.1f | %9s | %24s |\n", "reference: sentence-transformers, batch " b, r / st, st, "", "1.0x" }'

@@ -8,7 +8,7 @@
 //!   cache, and the 384 MB word-embedding table is only gathered from, never touched in full.
 //! - Speed: a query is a handful of tokens, so every matrix product is [few rows] x [weights].
 //!   Those are dot products of contiguous rows (HF stores linear weights [out, in]), done here
-//!   with FMA and no packing; larger batches go to the gemm crate (what candle uses).
+//!   in register tiles with no packing, for queries and batches alike (kernels/linear.rs).
 //!   Sequences are packed without padding, so no work is spent on pad tokens, and each
 //!   sequence attends only to itself, which is exactly what the padding mask would do.
 //!

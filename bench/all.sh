@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every performance figure of the project, each beside its reference or target, in one go:
+# against sentence-transformers and the HTTP service, latency and memory inside PostgreSQL, and
+# keeping a table in sync. About 8 minutes on 2 cores once the reference environment is built.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+for bench in vs_sentence_transformers latency_memory sync_throughput; do
+    echo "## bench/$bench.sh"
+    echo
+    "$here/$bench.sh" 2>&1 | grep -v '^==>'
+    echo
+done
