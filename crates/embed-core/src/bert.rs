@@ -37,6 +37,8 @@ struct Linear {
     bias: W,   // [out]
     out: usize,
     inp: usize,
+    /// The weight rounded to bf16 when the model was loaded with `bf16` (opt-in).
+    weight_bf16: Option<kernels::Bf16Matrix>,
 }
 
 struct LayerNorm {
@@ -53,6 +55,30 @@ struct Layer {
     intermediate: Linear,
     output: Linear,
     output_norm: LayerNorm,
+}
+
+impl Layer {
+    fn linears(&self) -> [&Linear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_out,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
+
+    fn linears_mut(&mut self) -> [&mut Linear; 6] {
+        [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
 }
 
 pub struct FastBert {
@@ -80,8 +106,9 @@ pub struct PackedTokens<'a> {
 
 impl FastBert {
     /// Maps model.safetensors and checks every tensor against config.json. Returns Ok(None) when
-    /// the weights are not fp32 (the caller falls back to candle, which converts them).
-    pub fn load(path: &Path, config: &BertConfig) -> Result<Option<Self>> {
+    /// the weights are not fp32 (the caller falls back to candle, which converts them). With
+    /// `bf16`, the layers' matrix products run in bf16 on a rounded copy of their weights.
+    pub fn load(path: &Path, config: &BertConfig, bf16: bool) -> Result<Option<Self>> {
         let bad = |reason: String| EmbedError::weights(path, reason);
         if config.hidden_act != HiddenAct::Gelu {
             return Ok(None);
@@ -138,6 +165,7 @@ impl FastBert {
                 bias: get(&format!("{name}.bias"), &[out])?,
                 out,
                 inp,
+                weight_bf16: None,
             })
         };
         let norm = |name: &str| -> Result<LayerNorm> {
@@ -175,7 +203,7 @@ impl FastBert {
         let line_offset = layers
             .first()
             .map_or(0, |l| (mmap.as_ptr() as usize + l.query.weight.offset) % 64);
-        Ok(Some(Self {
+        let mut fast = Self {
             line_offset,
             mmap,
             word,
@@ -188,7 +216,29 @@ impl FastBert {
             eps: config.layer_norm_eps as f32,
             vocab_size: config.vocab_size,
             max_positions: config.max_position_embeddings,
-        }))
+        };
+        if bf16 {
+            let rounded: Vec<Vec<kernels::Bf16Matrix>> = fast
+                .layers
+                .iter()
+                .map(|l| {
+                    l.linears()
+                        .into_iter()
+                        .map(|lin| kernels::Bf16Matrix::from_f32(fast.w(lin.weight)))
+                        .collect()
+                })
+                .collect();
+            for (layer, rounded) in fast.layers.iter_mut().zip(rounded) {
+                for (lin, m) in layer.linears_mut().into_iter().zip(rounded) {
+                    lin.weight_bf16 = Some(m);
+                }
+            }
+        }
+        Ok(Some(fast))
+    }
+
+    pub fn is_bf16(&self) -> bool {
+        self.layers.iter().any(|l| l.query.weight_bf16.is_some())
     }
 
     fn w(&self, w: W) -> &[f32] {
@@ -199,15 +249,11 @@ impl FastBert {
     }
 
     fn linear(&self, lin: &Linear, x: &[f32], rows: usize, y: &mut [f32]) {
-        kernels::linear(
-            x,
-            rows,
-            lin.inp,
-            self.w(lin.weight),
-            self.w(lin.bias),
-            lin.out,
-            y,
-        );
+        let bias = self.w(lin.bias);
+        match &lin.weight_bf16 {
+            Some(w) => kernels::linear_bf16(x, rows, lin.inp, w, bias, lin.out, y),
+            None => kernels::linear(x, rows, lin.inp, self.w(lin.weight), bias, lin.out, y),
+        }
     }
 
     fn layer_norm(&self, norm: &LayerNorm, x: &mut [f32]) {

@@ -52,7 +52,7 @@ pub struct ModelInfo {
     pub layers: usize,
     pub vocab_size: usize,
     pub load_ms: f64,
-    /// Which forward pass runs: "fast" (bert.rs) or "candle".
+    /// Which forward pass runs: "fast" (bert.rs), "fast-bf16" (the same in bf16) or "candle".
     pub backend: &'static str,
 }
 
@@ -175,14 +175,21 @@ impl Embedder {
     }
 
     /// A stable identity for what produced a vector: folder name plus the first 16 hex digits
-    /// of model.safetensors' SHA-256 (`sha256sum model.safetensors` shows the same digits).
+    /// of model.safetensors' SHA-256 (`sha256sum model.safetensors` shows the same digits),
+    /// and `+bf16` when the products run in bf16 (those vectors differ slightly).
     pub fn version(&self) -> Result<String> {
-        if let Some(hash) = self.weights_sha256.get() {
-            return Ok(format!("{}@{}", self.name, &hash[..16]));
-        }
-        let hash = sha256_file(&self.files.weights)?;
-        let hash = self.weights_sha256.get_or_init(|| hash);
-        Ok(format!("{}@{}", self.name, &hash[..16]))
+        let hash = match self.weights_sha256.get() {
+            Some(hash) => hash,
+            None => {
+                let hash = sha256_file(&self.files.weights)?;
+                self.weights_sha256.get_or_init(|| hash)
+            }
+        };
+        let precision = match self.encoder.backend() {
+            Backend::FastBf16 => "+bf16",
+            Backend::Fast | Backend::Candle => "",
+        };
+        Ok(format!("{}@{}{precision}", self.name, &hash[..16]))
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -202,10 +209,7 @@ impl Embedder {
             layers: self.pipeline.bert.num_hidden_layers,
             vocab_size: self.pipeline.bert.vocab_size,
             load_ms: self.load_time.as_secs_f64() * 1e3,
-            backend: match self.encoder.backend() {
-                Backend::Fast => "fast",
-                Backend::Candle => "candle",
-            },
+            backend: self.encoder.backend().name(),
         }
     }
 }

@@ -18,7 +18,20 @@ use crate::error::{EmbedError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Fast,
+    /// bert.rs with the layers' products in bf16 (opt-in: faster, less exact).
+    FastBf16,
     Candle,
+}
+
+impl Backend {
+    /// As uhok_embed_info() reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Fast => "fast",
+            Backend::FastBf16 => "fast-bf16",
+            Backend::Candle => "candle",
+        }
+    }
 }
 
 pub enum Encoder {
@@ -32,8 +45,8 @@ pub enum Encoder {
 impl Encoder {
     pub fn load(weights: &Path, bert: &BertConfig, backend: Backend) -> Result<Self> {
         crate::config::require_file(weights)?;
-        if backend == Backend::Fast {
-            if let Some(fast) = FastBert::load(weights, bert)? {
+        if backend != Backend::Candle {
+            if let Some(fast) = FastBert::load(weights, bert, backend == Backend::FastBf16)? {
                 return Ok(Self::Fast(fast));
             }
         }
@@ -53,6 +66,7 @@ impl Encoder {
 
     pub fn backend(&self) -> Backend {
         match self {
+            Self::Fast(fast) if fast.is_bf16() => Backend::FastBf16,
             Self::Fast(_) => Backend::Fast,
             Self::Candle { .. } => Backend::Candle,
         }

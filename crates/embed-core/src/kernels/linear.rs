@@ -15,6 +15,7 @@
 //!   tiles 767 and 513 names/s, so gemm (AVX2 only on stable Rust) is no longer used.
 //! - loads that do not straddle cache lines (see `tile_avx512`): MiniLM 2.16 ms, e5 3.2 ms;
 //!   batches 910 and 630 names/s.
+//!
 //! The floors on this machine: streaming MiniLM's 42 MB of layer weights at the 33 GB/s one
 //! core reads takes 1.3 ms (e5: 85 MB, 2.6 ms); its AVX-512 FMAs peak at 265 GFLOP/s.
 
@@ -95,7 +96,7 @@ fn linear_portable(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     /// Weight blocks (of four rows) between the one being multiplied and the one prefetched.
@@ -339,7 +340,7 @@ mod x86 {
     /// The low and high 8 floats of `v` added: a 16-float sum becomes an 8-float one.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn fold_halves(v: __m512) -> __m256 {
+    pub(in crate::kernels) fn fold_halves(v: __m512) -> __m256 {
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
         _mm256_add_ps(_mm512_castps512_ps256(v), hi)
     }
@@ -348,7 +349,7 @@ mod x86 {
     /// separate horizontal sums.
     #[target_feature(enable = "avx")]
     #[inline]
-    fn sum4(a: [__m256; 4]) -> __m128 {
+    pub(in crate::kernels) fn sum4(a: [__m256; 4]) -> __m128 {
         let h01 = _mm256_hadd_ps(a[0], a[1]);
         let h23 = _mm256_hadd_ps(a[2], a[3]);
         let h = _mm256_hadd_ps(h01, h23);
@@ -397,25 +398,25 @@ mod tests {
                 let (x, b) = (values(rows * inp, 1), values(out, 3));
                 let w_storage = values(out * inp + 16, 2);
                 let w = &w_storage[shift..][..out * inp];
-                let expected = naive(&x, rows, inp, &w, &b, out);
+                let expected = naive(&x, rows, inp, w, &b, out);
                 let mut paths: Vec<(&str, Vec<f32>)> = Vec::new();
                 let mut run = |name, f: &dyn Fn(&mut [f32])| {
                     let mut y = vec![f32::NAN; rows * out];
                     f(&mut y);
                     paths.push((name, y));
                 };
-                run("linear", &|y| linear(&x, rows, inp, &w, &b, out, y));
+                run("linear", &|y| linear(&x, rows, inp, w, &b, out, y));
                 run("portable", &|y| {
-                    linear_portable(&x, rows, inp, &w, &b, out, y)
+                    linear_portable(&x, rows, inp, w, &b, out, y)
                 });
                 run("one thread", &|y| {
-                    linear_one_thread(&x, rows, inp, &w, &b, out, y)
+                    linear_one_thread(&x, rows, inp, w, &b, out, y)
                 });
                 #[cfg(target_arch = "x86_64")]
                 if out % 4 == 0 && inp % 16 == 0 && std::is_x86_feature_detected!("avx512f") {
                     // SAFETY: feature checked, shapes as the kernel requires.
                     run("avx512", &|y| unsafe {
-                        x86::linear_avx512(&x, rows, inp, &w, &b, out, y)
+                        x86::linear_avx512(&x, rows, inp, w, &b, out, y)
                     });
                 }
                 #[cfg(target_arch = "x86_64")]
@@ -426,7 +427,7 @@ mod tests {
                 {
                     // SAFETY: features checked, shapes as the kernel requires.
                     run("avx2", &|y| unsafe {
-                        x86::linear_avx2(&x, rows, inp, &w, &b, out, y)
+                        x86::linear_avx2(&x, rows, inp, w, &b, out, y)
                     });
                 }
                 for (name, y) in &paths {

@@ -1,9 +1,12 @@
 //! The numeric kernels of the BERT forward pass (bert.rs), in fp32 on row-major slices:
-//! `linear` (the matrix products, in linear.rs) and the small row-wise steps around it.
+//! `linear` (the matrix products, in linear.rs; the opt-in bf16 ones in linear_bf16.rs) and the
+//! small row-wise steps around it.
 
 mod linear;
+mod linear_bf16;
 
 pub use linear::linear;
+pub use linear_bf16::{linear_bf16, Bf16Matrix};
 
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
