@@ -8,13 +8,38 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use embed_core::Embedder;
+use embed_core::{Backend, Embedder};
 
 use crate::{error, gucs};
 
 struct Loaded {
-    setting: String,
+    setting: Setting,
     embedder: Rc<Embedder>,
+}
+
+/// What the settings ask for: uhok_embed.model_path as written, and uhok_embed.precision.
+#[derive(PartialEq)]
+struct Setting {
+    model_path: String,
+    precision: gucs::Precision,
+}
+
+impl Setting {
+    fn current() -> Self {
+        Self {
+            model_path: gucs::model_path_setting(),
+            precision: gucs::precision(),
+        }
+    }
+
+    fn load(&self) -> Result<Embedder, LoadError> {
+        let dir = resolve(&self.model_path)?;
+        let backend = match self.precision {
+            gucs::Precision::Fp32 => Backend::Fast,
+            gucs::Precision::Bf16 => Backend::FastBf16,
+        };
+        Embedder::load_with(&dir, backend).map_err(LoadError::Model)
+    }
 }
 
 thread_local! {
@@ -105,7 +130,7 @@ pub fn resolve(setting: &str) -> Result<PathBuf, LoadError> {
 
 /// The model the current setting names, if this backend has already loaded it.
 pub fn loaded() -> Option<Rc<Embedder>> {
-    let setting = gucs::model_path_setting();
+    let setting = Setting::current();
     LOADED.with_borrow(|l| {
         l.as_ref()
             .filter(|l| l.setting == setting)
@@ -119,12 +144,11 @@ pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
     if let Some(embedder) = loaded() {
         return Ok(embedder);
     }
-    let setting = gucs::model_path_setting();
-    let dir = resolve(&setting)?;
+    let setting = Setting::current();
     // Drop the old model first: two multilingual models would be ~1 GB at once.
     LOADED.set(None);
     crate::query_cache::clear();
-    let embedder = Rc::new(Embedder::load(&dir).map_err(LoadError::Model)?);
+    let embedder = Rc::new(setting.load()?);
     LOADED.set(Some(Loaded {
         setting,
         embedder: embedder.clone(),
@@ -138,13 +162,14 @@ pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
 /// starts no thread (the postmaster must stay single-threaded). A failure is only a WARNING:
 /// the server starts, and backends load the model on first use as without preloading.
 pub fn preload() {
-    let setting = gucs::model_path_setting();
-    let loaded = resolve(&setting).and_then(|dir| Embedder::load(&dir).map_err(LoadError::Model));
+    let setting = Setting::current();
+    let loaded = setting.load();
     match loaded {
         Ok(embedder) => {
             let version = embedder.version().unwrap_or_else(|e| e.to_string());
             pgrx::log!(
-                "uhok_embed: preloaded {version} from \"{setting}\" in {:.0} ms",
+                "uhok_embed: preloaded {version} from \"{}\" in {:.0} ms",
+                setting.model_path,
                 embedder.info().load_ms
             );
             LOADED.set(Some(Loaded {
