@@ -30,21 +30,37 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usi
         (rows * inp, out * inp, out, rows * out),
         "linear: shapes do not match"
     );
+    split_rows(x, rows, inp, out, y, |x, rows, y| {
+        linear_one_thread(x, rows, inp, w, b, out, y)
+    });
+}
+
+/// Runs `product(x_part, rows_part, y_part)` over row ranges of x [rows, inp] and y [rows, out],
+/// one range per `uhok_embed.threads` thread when there are enough rows, else all on this one.
+pub(super) fn split_rows(
+    x: &[f32],
+    rows: usize,
+    inp: usize,
+    out: usize,
+    y: &mut [f32],
+    product: impl Fn(&[f32], usize, &mut [f32]) + Sync,
+) {
     // RAYON_NUM_THREADS, which the extension sets from uhok_embed.threads (default 1: no pool).
     let threads = candle_core::utils::get_num_threads();
     if threads > 1 && rows >= PARALLEL_MIN_ROWS {
         let per_thread = rows.div_ceil(threads).next_multiple_of(4);
+        let product = &product;
         rayon::scope(|scope| {
             for (x, y) in x
                 .chunks(per_thread * inp)
                 .zip(y.chunks_mut(per_thread * out))
             {
-                scope.spawn(move |_| linear_one_thread(x, x.len() / inp, inp, w, b, out, y));
+                scope.spawn(move |_| product(x, x.len() / inp, y));
             }
         });
-        return;
+    } else {
+        product(x, rows, y);
     }
-    linear_one_thread(x, rows, inp, w, b, out, y);
 }
 
 fn linear_one_thread(

@@ -67,7 +67,20 @@ pub fn linear_bf16(
         (rows * inp, out * inp, out, rows * out),
         "linear_bf16: shapes do not match"
     );
-    let x = Bf16Matrix::from_f32(x);
+    super::linear::split_rows(x, rows, inp, out, y, |x, rows, y| {
+        linear_bf16_one_thread(&Bf16Matrix::from_f32(x), rows, inp, w, b, out, y)
+    });
+}
+
+fn linear_bf16_one_thread(
+    x: &Bf16Matrix,
+    rows: usize,
+    inp: usize,
+    w: &[u16],
+    b: &[f32],
+    out: usize,
+    y: &mut [f32],
+) {
     let x = x.as_slice();
     #[cfg(target_arch = "x86_64")]
     {
