@@ -257,10 +257,7 @@ impl FastBert {
     }
 
     fn layer_norm(&self, norm: &LayerNorm, x: &mut [f32]) {
-        let (w, b) = (self.w(norm.weight), self.w(norm.bias));
-        for row in x.chunks_exact_mut(self.hidden) {
-            kernels::layer_norm(row, w, b, self.eps);
-        }
+        kernels::layer_norm(x, self.w(norm.weight), self.w(norm.bias), self.eps);
     }
 
     /// Last hidden states of the packed tokens, row-major `[ids.len(), hidden]`.

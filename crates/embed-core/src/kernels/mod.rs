@@ -21,6 +21,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_portable(a, b)
 }
 
+#[inline(always)]
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     // Sixteen independent sums: the compiler may vectorise these (it may not reorder one sum).
     let mut acc = [0f32; 16];
@@ -81,19 +82,52 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// LayerNorm of one row, statistics accumulated in f64.
+/// LayerNorm of the rows of x (each `weight.len()` long), statistics accumulated in f64.
 pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let n = x.len() as f64;
-    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = x
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let inv = 1.0 / (var + f64::from(eps)).sqrt();
-    for ((v, w), b) in x.iter_mut().zip(weight).zip(bias) {
-        *v = ((f64::from(*v) - mean) * inv) as f32 * w + b;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked just above).
+            unsafe { layer_norm_avx512(x, weight, bias, eps) };
+            return;
+        }
     }
+    layer_norm_portable(x, weight, bias, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn layer_norm_avx512(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    // The same code, vectorised 8 f64 / 16 f32 wide.
+    layer_norm_portable(x, weight, bias, eps);
+}
+
+#[inline(always)]
+fn layer_norm_portable(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let n = weight.len() as f64;
+    for row in x.chunks_exact_mut(weight.len()) {
+        let mean = sum_f64(row, |v| v) / n;
+        let var = sum_f64(row, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + f64::from(eps)).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(weight).zip(bias) {
+            *v = ((f64::from(*v) - mean) * inv) as f32 * w + b;
+        }
+    }
+}
+
+/// Sum of f(x) over x in f64, in eight independent partial sums: one running sum waits on the
+/// add latency at every element, and LayerNorm was ~5% of a batch's time that way.
+#[inline(always)]
+fn sum_f64(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += f(f64::from(c[l]));
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().map(|&v| f(f64::from(v))).sum::<f64>()
 }
 
 /// GELU, exact erf form (Hugging Face's "gelu"): x/2 (1 + erf(x/sqrt 2)). The tanh approximation
@@ -189,6 +223,46 @@ pub fn attention(
     scores: &mut [f32],
     ctx: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked just above).
+            unsafe { attention_avx512(q, k, v, len, hidden, heads, scores, ctx) };
+            return;
+        }
+    }
+    attention_portable(q, k, v, len, hidden, heads, scores, ctx);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attention_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    hidden: usize,
+    heads: usize,
+    scores: &mut [f32],
+    ctx: &mut [f32],
+) {
+    // The same code compiled 16 wide: attention was ~6% of a batch's time at SSE width.
+    attention_portable(q, k, v, len, hidden, heads, scores, ctx);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attention_portable(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    hidden: usize,
+    heads: usize,
+    scores: &mut [f32],
+    ctx: &mut [f32],
+) {
     let d = hidden / heads;
     let sqrt_d = (d as f32).sqrt();
     for head in 0..heads {
@@ -197,7 +271,7 @@ pub fn attention(
             let qi = &q[i * hidden + off..][..d];
             let row = &mut scores[i * len..][..len];
             for (j, s) in row.iter_mut().enumerate() {
-                *s = dot(qi, &k[j * hidden + off..][..d]) / sqrt_d;
+                *s = dot_portable(qi, &k[j * hidden + off..][..d]) / sqrt_d;
             }
             softmax(row);
             let ci = &mut ctx[i * hidden + off..][..d];
