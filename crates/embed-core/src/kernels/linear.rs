@@ -121,24 +121,31 @@ pub(super) mod x86 {
     /// further ahead was no better.
     const PREFETCH_BLOCKS_AHEAD: usize = 1;
 
-    /// The next block to prefetch while multiplying block `o..o + 4`, if it exists.
-    fn prefetch_target(w: &[f32], inp: usize, out: usize, o: usize) -> Option<*const f32> {
+    /// The next block to prefetch while multiplying block `o..o + 4`, if it exists (w is
+    /// [out, inp], of f32 or of bf16 bits).
+    pub(in crate::kernels) fn prefetch_target<T>(
+        w: &[T],
+        inp: usize,
+        out: usize,
+        o: usize,
+    ) -> Option<*const T> {
         let ahead = o + 4 * PREFETCH_BLOCKS_AHEAD;
         (ahead + 4 <= out).then(|| w[ahead * inp..].as_ptr())
     }
 
-    /// Prefetch one cache line of each of four weight rows starting at `rows`, at column `k`.
+    /// Prefetch the cache line at column `k` of each of the four weight rows starting at `rows`.
     ///
-    /// SAFETY: `rows` points at four rows of `inp` floats, k < inp.
+    /// SAFETY: `rows` points at four rows of `inp` values, k < inp.
     #[inline(always)]
-    unsafe fn prefetch_block_line(rows: *const f32, inp: usize, k: usize) {
+    pub(in crate::kernels) unsafe fn prefetch_block_line<T>(rows: *const T, inp: usize, k: usize) {
+        let row_bytes = inp * std::mem::size_of::<T>();
         // SAFETY: the addresses are inside the four rows (the caller's guarantee).
         unsafe {
             let line = rows.add(k) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(line);
-            _mm_prefetch::<_MM_HINT_T0>(line.add(4 * inp));
-            _mm_prefetch::<_MM_HINT_T0>(line.add(8 * inp));
-            _mm_prefetch::<_MM_HINT_T0>(line.add(12 * inp));
+            _mm_prefetch::<_MM_HINT_T0>(line.add(row_bytes));
+            _mm_prefetch::<_MM_HINT_T0>(line.add(2 * row_bytes));
+            _mm_prefetch::<_MM_HINT_T0>(line.add(3 * row_bytes));
         }
     }
 
@@ -375,6 +382,7 @@ pub(super) mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::values;
     use super::*;
 
     fn naive(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usize) -> Vec<f32> {
@@ -388,16 +396,6 @@ mod tests {
             }
         }
         y
-    }
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
-                    / (1 << 24) as f32)
-                    - 0.5
-            })
-            .collect()
     }
 
     /// Every kernel this CPU can run, on every tile remainder, against an f64 reference.

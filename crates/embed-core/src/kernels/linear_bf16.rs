@@ -123,7 +123,7 @@ fn linear_bf16_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::linear::x86::{fold_halves, sum4};
+    use super::super::linear::x86::{fold_halves, prefetch_block_line, prefetch_target, sum4};
 
     /// The fp32 kernel's structure (linear.rs) with 32 bf16 pairs per register: 4 x 4 tiles,
     /// the next weight block prefetched by the first tile.
@@ -143,7 +143,7 @@ mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let mut prefetch = (o + 8 <= out).then(|| w[(o + 4) * inp..].as_ptr());
+                let mut prefetch = prefetch_target(w, inp, out, o);
                 let mut r = 0;
                 while r + 4 <= rows {
                     tile::<4>(x, r, inp, w, b, out, o, y, prefetch.take());
@@ -183,12 +183,8 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); 4]; MR];
             let mut k = 0;
             while k < inp {
-                if let Some(next) = prefetch {
-                    let line = next.add(k) as *const i8;
-                    _mm_prefetch::<_MM_HINT_T0>(line);
-                    _mm_prefetch::<_MM_HINT_T0>(line.add(2 * inp));
-                    _mm_prefetch::<_MM_HINT_T0>(line.add(4 * inp));
-                    _mm_prefetch::<_MM_HINT_T0>(line.add(6 * inp));
+                if let Some(rows) = prefetch {
+                    prefetch_block_line(rows, inp, k);
                 }
                 let wv = [
                     load(pw.add(k)),

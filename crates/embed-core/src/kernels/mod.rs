@@ -8,6 +8,40 @@ mod linear_bf16;
 pub use linear::linear;
 pub use linear_bf16::{linear_bf16, Bf16Matrix};
 
+/// `pub fn $name(args)` running `$portable(args)`, a plain-Rust loop, compiled for AVX-512 or
+/// AVX2+FMA when the CPU has them: the same code, which the compiler then vectorises 16 or 8
+/// wide instead of SSE's 4 (the crate itself is built for baseline x86-64).
+macro_rules! wider_where_available {
+    ($(#[$doc:meta])* pub fn $name:ident = $portable:ident($($arg:ident: $ty:ty),* $(,)?);) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2_fma($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F is present (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: AVX2 and FMA are present (checked just above).
+                    return unsafe { avx2_fma($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
+
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
@@ -82,24 +116,9 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// LayerNorm of the rows of x (each `weight.len()` long), statistics accumulated in f64.
-pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present (checked just above).
-            unsafe { layer_norm_avx512(x, weight, bias, eps) };
-            return;
-        }
-    }
-    layer_norm_portable(x, weight, bias, eps);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn layer_norm_avx512(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    // The same code, vectorised 8 f64 / 16 f32 wide.
-    layer_norm_portable(x, weight, bias, eps);
+wider_where_available! {
+    /// LayerNorm of the rows of x (each `weight.len()` long), statistics accumulated in f64.
+    pub fn layer_norm = layer_norm_portable(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32);
 }
 
 #[inline(always)]
@@ -130,39 +149,13 @@ fn sum_f64(x: &[f32], f: impl Fn(f64) -> f64) -> f64 {
     acc.iter().sum::<f64>() + rest.iter().map(|&v| f(f64::from(v))).sum::<f64>()
 }
 
-/// GELU, exact erf form (Hugging Face's "gelu"): x/2 (1 + erf(x/sqrt 2)). The tanh approximation
-/// moves components by up to 4e-4, over the exactness budget; the erf below is within 6e-7 of
-/// the true erf (1.5e-7 of formula, the rest f32 rounding), and branch-free so the loop vectorises (libm's erff, called per element, took
-/// about a tenth of a query's time).
-pub fn gelu_erf(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present (checked just above).
-            unsafe { gelu_erf_avx512(x) };
-            return;
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: AVX2 and FMA are present (checked just above).
-            unsafe { gelu_erf_avx2_fma(x) };
-            return;
-        }
-    }
-    gelu_erf_portable(x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_erf_avx512(x: &mut [f32]) {
-    // 16 wide: GELU was 7% of a batch's time at 8 wide.
-    gelu_erf_portable(x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_erf_avx2_fma(x: &mut [f32]) {
-    // The same code, compiled with AVX2+FMA so the compiler vectorises it 8 wide.
-    gelu_erf_portable(x);
+wider_where_available! {
+    /// GELU, exact erf form (Hugging Face's "gelu"): x/2 (1 + erf(x/sqrt 2)). The tanh
+    /// approximation moves components by up to 4e-4, over the exactness budget; the erf below is
+    /// within 6e-7 of the true erf (1.5e-7 of formula, the rest f32 rounding), and branch-free so
+    /// the loop vectorises (libm's erff, called per element, took about a tenth of a query's
+    /// time; at 8 wide GELU was 7% of a batch's time, so it runs 16 wide where it can).
+    pub fn gelu_erf = gelu_erf_portable(x: &mut [f32]);
 }
 
 #[inline(always)]
@@ -210,45 +203,20 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Multi-head self-attention of one sequence: q, k, v and ctx are `[len, hidden]`, heads split
-/// `hidden` into equal slices; `scores` is scratch of at least len * len.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    len: usize,
-    hidden: usize,
-    heads: usize,
-    scores: &mut [f32],
-    ctx: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present (checked just above).
-            unsafe { attention_avx512(q, k, v, len, hidden, heads, scores, ctx) };
-            return;
-        }
-    }
-    attention_portable(q, k, v, len, hidden, heads, scores, ctx);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attention_avx512(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    len: usize,
-    hidden: usize,
-    heads: usize,
-    scores: &mut [f32],
-    ctx: &mut [f32],
-) {
-    // The same code compiled 16 wide: attention was ~6% of a batch's time at SSE width.
-    attention_portable(q, k, v, len, hidden, heads, scores, ctx);
+wider_where_available! {
+    /// Multi-head self-attention of one sequence: q, k, v and ctx are `[len, hidden]`, heads
+    /// split `hidden` into equal slices; `scores` is scratch of at least len * len. (At SSE
+    /// width it was ~6% of a batch's time.)
+    pub fn attention = attention_portable(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        len: usize,
+        hidden: usize,
+        heads: usize,
+        scores: &mut [f32],
+        ctx: &mut [f32],
+    );
 }
 
 #[inline(always)]
@@ -289,7 +257,8 @@ fn attention_portable(
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic test inputs in [-0.5, 0.5).
+    pub(super) fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
                 (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
