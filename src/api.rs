@@ -96,7 +96,7 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
         "model_dir": resolved,
         "device": "cpu",
         "threads": gucs::threads(),
-        "precision": format!("{:?}", gucs::precision()).to_lowercase(),
+        "precision": gucs::precision().name(),
         "normalize": true,
         "batch_size": gucs::batch_size(),
         "texts_embedded": counts.texts,

@@ -27,6 +27,16 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The setting's value as written in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 pub fn register() {
     // PGC_SUSET: the setting makes the server read files of the superuser's choosing, so only a
     // superuser may change it (pgml made such a setting USERSET; a user could read any file).
