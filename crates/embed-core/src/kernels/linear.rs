@@ -23,6 +23,12 @@
 /// thread streams the weights itself; below this a query is bound by memory, not arithmetic).
 const PARALLEL_MIN_ROWS: usize = 32;
 
+/// Input floats per row block (512 KiB, half of this CPU's L2). A batch of 32 texts is ~300
+/// rows, 1.9 MB of input for the FFN's second product, and every block of four weight rows
+/// re-reads all of it; in blocks that stay in L2, 3,000 long names ran at 430/s instead of 406
+/// (256 KiB blocks: 414/s, 1 MiB: 426/s).
+const ROW_BLOCK_FLOATS: usize = 128 * 1024;
+
 /// `y[rows, out] = x[rows, inp] * w[out, inp]^T + b[out]`.
 pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usize, y: &mut [f32]) {
     assert_eq!(
@@ -30,14 +36,15 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usi
         (rows * inp, out * inp, out, rows * out),
         "linear: shapes do not match"
     );
-    split_rows(x, rows, inp, out, y, |x, rows, y| {
+    in_row_blocks(x, rows, inp, out, y, |x, rows, y| {
         linear_one_thread(x, rows, inp, w, b, out, y)
     });
 }
 
-/// Runs `product(x_part, rows_part, y_part)` over row ranges of x [rows, inp] and y [rows, out],
-/// one range per `uhok_embed.threads` thread when there are enough rows, else all on this one.
-pub(super) fn split_rows(
+/// Runs `product(x_part, rows_part, y_part)` over row ranges of x [rows, inp] and y [rows, out]:
+/// one range per `uhok_embed.threads` thread when there are enough rows, each cut into blocks
+/// of at most `ROW_BLOCK_FLOATS` inputs.
+pub(super) fn in_row_blocks(
     x: &[f32],
     rows: usize,
     inp: usize,
@@ -45,21 +52,30 @@ pub(super) fn split_rows(
     y: &mut [f32],
     product: impl Fn(&[f32], usize, &mut [f32]) + Sync,
 ) {
+    let block_rows = (ROW_BLOCK_FLOATS / inp).max(4) / 4 * 4;
+    let blocks = |x: &[f32], y: &mut [f32]| {
+        for (x, y) in x
+            .chunks(block_rows * inp)
+            .zip(y.chunks_mut(block_rows * out))
+        {
+            product(x, x.len() / inp, y);
+        }
+    };
     // RAYON_NUM_THREADS, which the extension sets from uhok_embed.threads (default 1: no pool).
     let threads = candle_core::utils::get_num_threads();
     if threads > 1 && rows >= PARALLEL_MIN_ROWS {
         let per_thread = rows.div_ceil(threads).next_multiple_of(4);
-        let product = &product;
+        let blocks = &blocks;
         rayon::scope(|scope| {
             for (x, y) in x
                 .chunks(per_thread * inp)
                 .zip(y.chunks_mut(per_thread * out))
             {
-                scope.spawn(move |_| product(x, x.len() / inp, y));
+                scope.spawn(move |_| blocks(x, y));
             }
         });
     } else {
-        product(x, rows, y);
+        blocks(x, y);
     }
 }
 

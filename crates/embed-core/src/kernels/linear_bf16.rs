@@ -67,7 +67,7 @@ pub fn linear_bf16(
         (rows * inp, out * inp, out, rows * out),
         "linear_bf16: shapes do not match"
     );
-    super::linear::split_rows(x, rows, inp, out, y, |x, rows, y| {
+    super::linear::in_row_blocks(x, rows, inp, out, y, |x, rows, y| {
         linear_bf16_one_thread(&Bf16Matrix::from_f32(x), rows, inp, w, b, out, y)
     });
 }
