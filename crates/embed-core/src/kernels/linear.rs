@@ -414,6 +414,22 @@ mod tests {
         y
     }
 
+    /// Row blocks and threads change where a row is computed, never how: the result equals one
+    /// pass over all rows bit for bit, and the f64 reference closely.
+    #[test]
+    fn row_blocks_and_threads_change_nothing() {
+        let (inp, out, rows) = (1536, 8, 200); // 84-row blocks at this width
+        assert!(rows > ROW_BLOCK_FLOATS / inp);
+        let (x, w, b) = (values(rows * inp, 4), values(out * inp, 5), values(out, 6));
+        let (mut blocked, mut whole) = (vec![0f32; rows * out], vec![0f32; rows * out]);
+        linear(&x, rows, inp, &w, &b, out, &mut blocked);
+        linear_one_thread(&x, rows, inp, &w, &b, out, &mut whole);
+        assert_eq!(blocked, whole);
+        for (a, e) in blocked.iter().zip(naive(&x, rows, inp, &w, &b, out)) {
+            assert!((a - e).abs() < 1e-4, "{a} vs {e}");
+        }
+    }
+
     /// Every kernel this CPU can run, on every tile remainder, against an f64 reference.
     #[test]
     fn every_path_matches_naive() {
