@@ -239,6 +239,25 @@ pub(super) mod x86 {
             if k < inp {
                 fma_step(&mut acc, px, pw, inp, k, (1u16 << (inp - k)) - 1, prefetch);
             }
+            store_tile(&acc, r, b, out, o, y);
+        }
+    }
+
+    /// y[r + i, o + j] = sum of acc[i][j]'s 16 lanes + b[o + j], for the MR x 4 tile.
+    ///
+    /// SAFETY: y is [>= r + MR, out] and b has >= o + 4 floats.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(in crate::kernels) unsafe fn store_tile<const MR: usize>(
+        acc: &[[__m512; 4]; MR],
+        r: usize,
+        b: &[f32],
+        out: usize,
+        o: usize,
+        y: &mut [f32],
+    ) {
+        // SAFETY: the 4-float load and stores lie inside b and y (the caller's guarantee).
+        unsafe {
             let bias = _mm_loadu_ps(b.as_ptr().add(o));
             for (i, acc) in acc.iter().enumerate() {
                 let sums = sum4([
@@ -379,7 +398,7 @@ pub(super) mod x86 {
     /// The low and high 8 floats of `v` added: a 16-float sum becomes an 8-float one.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(in crate::kernels) fn fold_halves(v: __m512) -> __m256 {
+    fn fold_halves(v: __m512) -> __m256 {
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
         _mm256_add_ps(_mm512_castps512_ps256(v), hi)
     }
@@ -388,7 +407,7 @@ pub(super) mod x86 {
     /// separate horizontal sums.
     #[target_feature(enable = "avx")]
     #[inline]
-    pub(in crate::kernels) fn sum4(a: [__m256; 4]) -> __m128 {
+    fn sum4(a: [__m256; 4]) -> __m128 {
         let h01 = _mm256_hadd_ps(a[0], a[1]);
         let h23 = _mm256_hadd_ps(a[2], a[3]);
         let h = _mm256_hadd_ps(h01, h23);

@@ -123,7 +123,7 @@ fn linear_bf16_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::linear::x86::{fold_halves, prefetch_block_line, prefetch_target, sum4};
+    use super::super::linear::x86::{prefetch_block_line, prefetch_target, store_tile};
 
     /// The fp32 kernel's structure (linear.rs) with 32 bf16 pairs per register: 4 x 4 tiles,
     /// the next weight block prefetched by the first tile.
@@ -200,19 +200,7 @@ mod x86 {
                 }
                 k += 32;
             }
-            let bias = _mm_loadu_ps(b.as_ptr().add(o));
-            for (i, acc) in acc.iter().enumerate() {
-                let sums = sum4([
-                    fold_halves(acc[0]),
-                    fold_halves(acc[1]),
-                    fold_halves(acc[2]),
-                    fold_halves(acc[3]),
-                ]);
-                _mm_storeu_ps(
-                    y.as_mut_ptr().add((r + i) * out + o),
-                    _mm_add_ps(sums, bias),
-                );
-            }
+            store_tile(&acc, r, b, out, o, y);
         }
     }
 }
