@@ -305,7 +305,7 @@ impl FastBert {
         let mut tmp = buffer(n * h);
         let mut ffn = buffer(n * inter);
         let max_len = tokens.lengths.iter().copied().max().unwrap_or(0);
-        let mut scores = vec![0f32; max_len * max_len];
+        let mut scratch = vec![0f32; kernels::attention_scratch_len(max_len, h / self.heads)];
         for layer in &self.layers {
             self.linear(&layer.query, &x, n, &mut q);
             self.linear(&layer.key, &x, n, &mut k);
@@ -319,7 +319,7 @@ impl FastBert {
                     len,
                     h,
                     self.heads,
-                    &mut scores,
+                    &mut scratch,
                     &mut ctx[start * h..(start + len) * h],
                 );
                 start += len;
