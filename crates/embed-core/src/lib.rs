@@ -14,6 +14,7 @@ mod kernels;
 pub mod model;
 pub mod pool;
 pub mod tokenize;
+mod unigram;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

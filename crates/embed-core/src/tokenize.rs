@@ -8,13 +8,45 @@
 
 use std::path::Path;
 
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    DecoderWrapper, Encoding, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    Tokenizer, TokenizerImpl, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 use crate::config::PipelineConfig;
 use crate::error::{EmbedError, Result};
+use crate::unigram::CompactUnigram;
+
+/// tokenizers' pipeline (normalizer, pre-tokenizer, added tokens, post-processor) around the
+/// compact Unigram model.
+type CompactTokenizer = TokenizerImpl<
+    CompactUnigram,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
+/// Unigram models (the multilingual ones) run on `CompactUnigram`; the others (WordPiece, BPE)
+/// on tokenizers' own models, which are small.
+enum Inner {
+    Compact(Box<CompactTokenizer>),
+    Tokenizers(Box<Tokenizer>),
+}
+
+/// `$body` with `$t` bound to whichever tokenizer `$inner` holds (the two are different types
+/// with the same methods).
+macro_rules! with_tokenizer {
+    ($inner:expr, $t:ident => $body:expr) => {
+        match $inner {
+            Inner::Compact($t) => $body,
+            Inner::Tokenizers($t) => $body,
+        }
+    };
+}
 
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     max_seq_length: usize,
     do_lower_case: bool,
     default_prompt: Option<String>,
@@ -33,17 +65,24 @@ impl TextTokenizer {
             path: path.to_owned(),
             reason,
         };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
-        // Batches are never padded: the encoder takes each text's own tokens.
-        inner.with_padding(None);
-        inner
-            .with_truncation(Some(TruncationParams {
-                max_length: pipeline.max_seq_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| bad(e.to_string()))?;
+        let json = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut inner = match serde_json::from_slice::<CompactTokenizer>(&json) {
+            Ok(compact) => Inner::Compact(Box::new(compact)),
+            Err(_) => Inner::Tokenizers(Box::new(
+                Tokenizer::from_bytes(&json).map_err(|e| bad(e.to_string()))?,
+            )),
+        };
+        let truncation = TruncationParams {
+            max_length: pipeline.max_seq_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        with_tokenizer!(&mut inner, t => {
+            // Batches are never padded: the encoder takes each text's own tokens.
+            t.with_padding(None);
+            t.with_truncation(Some(truncation)).map_err(|e| bad(e.to_string()))?;
+        });
         Ok(Self {
             inner,
             max_seq_length: pipeline.max_seq_length,
@@ -58,7 +97,7 @@ impl TextTokenizer {
 
     /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        with_tokenizer!(&self.inner, t => t.get_vocab_size(true))
     }
 
     /// The text that actually reaches the tokenizer.
@@ -77,19 +116,129 @@ impl TextTokenizer {
 
     /// Token ids of one text, special tokens included, truncated to max_seq_length.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding =
-            self.inner
-                .encode(self.prepare(text), true)
-                .map_err(|e| EmbedError::Tokenize {
-                    reason: e.to_string(),
-                })?;
+        let text = self.prepare(text);
+        let encoding: tokenizers::Result<Encoding> =
+            with_tokenizer!(&self.inner, t => t.encode(text, true));
+        let encoding = encoding.map_err(|e| EmbedError::Tokenize {
+            reason: e.to_string(),
+        })?;
         Ok(encoding.get_ids().to_vec())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::python_strip;
+    use super::*;
+
+    fn test_model_file(model: &str, file: &str) -> std::path::PathBuf {
+        let dir = std::env::var_os("UHOK_EMBED_TEST_MODELS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/usr/share/postgresql/15/uhok_embed/models".into());
+        let path = dir.join(model).join(file);
+        assert!(
+            path.is_file(),
+            "{} is missing (run scripts/install-models.sh, or set UHOK_EMBED_TEST_MODELS)",
+            path.display()
+        );
+        path
+    }
+
+    /// Texts for comparing tokenizers: Korean recipe names, other scripts, the special tokens
+    /// written out, characters no piece covers (alone and in runs, which are fused), normalizer
+    /// cases, and pseudo-random strings over all of these.
+    fn tricky_texts() -> Vec<String> {
+        let mut texts: Vec<String> = [
+            "",
+            " ",
+            "갈비탕",
+            "황금레시피 김치찌개",
+            "  엄마표   된장찌개\t\n",
+            "<s>",
+            "</s>",
+            "<unk>",
+            "<pad>",
+            "a<mask>b",
+            "<s>갈비탕</s>",
+            "▁",
+            "▁▁갈비",
+            "Hello, 世界! 1234.56",
+            "ＡＢＣ１２３",
+            "ﬁne café",
+            "e\u{301}",
+            "🍜🍲 라면",
+            "\u{0}\u{7}x",
+            "\u{200b}",
+            "مرحبا بالعالم",
+            "สวัสดีครับ",
+            "नमस्ते दुनिया",
+            "𠀀𠀁 한자",
+            "\u{e000}\u{e001}\u{e002} 갈비",
+            "x\u{10ffff}\u{10fffe}y",
+            "ÀÉÎÕÜ àéîõü",
+            "ㄱㄴㄷ ㅏㅑ",
+            "가\u{3099}",
+            "Ⅻ ½ ㎏ ㈜",
+            "don't stop-believing...",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        texts.push("갈비탕 ".repeat(400));
+        texts.push("\u{e000}".repeat(50));
+        for dish in include_str!("../../../demo/recipes.txt").lines() {
+            texts.push(dish.to_owned());
+            texts.push(format!("초간단 {dish} 만들기"));
+        }
+        let alphabet: Vec<char> = "갈비탕김치찌개된장 abcXYZ019.,!?-'<>/▁ \t世界日本語ひらがなカタカナ🍜é\u{301}\u{e000}\u{200b}ﬁ①Ⅻ𠀀ㄱㅏ"
+            .chars()
+            .collect();
+        let mut state = 0x2545_f491_u32;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            for _ in 0..(state >> 16) % 24 {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                text.push(alphabet[(state >> 16) as usize % alphabet.len()]);
+            }
+            texts.push(text);
+        }
+        texts
+    }
+
+    /// The compact Unigram model gives tokenizers' ids, text for text (the multilingual e5
+    /// fixture has the product model's XLM-R tokenizer).
+    #[test]
+    fn compact_unigram_gives_tokenizers_ids() {
+        let json = std::fs::read_to_string(test_model_file(
+            "multilingual-e5-small-fixture",
+            "tokenizer.json",
+        ))
+        .unwrap();
+        let mut compact: CompactTokenizer = serde_json::from_str(&json).unwrap();
+        let mut reference: Tokenizer = json.parse().unwrap();
+        compact.with_padding(None);
+        reference.with_padding(None);
+        assert_eq!(compact.get_vocab_size(true), reference.get_vocab_size(true));
+        let texts = tricky_texts();
+        for text in &texts {
+            let got = compact.encode(text.as_str(), true).unwrap();
+            let expected = reference.encode(text.as_str(), true).unwrap();
+            assert_eq!(got.get_ids(), expected.get_ids(), "text {text:?}");
+            assert_eq!(got.get_offsets(), expected.get_offsets(), "text {text:?}");
+        }
+        println!(
+            "compact Unigram: same ids and offsets as tokenizers for {} texts",
+            texts.len()
+        );
+    }
+
+    /// WordPiece (all-MiniLM-L6-v2) is no Unigram model: it stays on tokenizers' own model.
+    #[test]
+    fn other_models_stay_on_tokenizers() {
+        let json =
+            std::fs::read_to_string(test_model_file("all-MiniLM-L6-v2", "tokenizer.json")).unwrap();
+        assert!(serde_json::from_str::<CompactTokenizer>(&json).is_err());
+    }
 
     #[test]
     fn strip_matches_python() {
