@@ -4,7 +4,7 @@
 //! tokenizers builds a byte trie with a hash map in every node; for the multilingual models'
 //! 250,002 pieces that took 0.54 s and ~250 MB of private memory in every backend that loaded
 //! the model itself (without shared_preload_libraries). Here the pieces sit in one string and
-//! one hash table of ids finds them: the whole model folder loads in 37 ms with 10 MB of
+//! one hash table of ids finds them: the whole model folder loads in 30 ms with 10 MB of
 //! private memory (examples/latency.rs prints the load time). The best path is computed as
 //! tokenizers' `encode_optimized` does (sentencepiece's Viterbi), looking each candidate piece
 //! up instead of walking the trie, in the same order (shorter pieces first, so that equal
