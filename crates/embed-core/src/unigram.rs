@@ -244,7 +244,7 @@ impl<'de> Visitor<'de> for ModelVisitor {
         if model.unk_id.is_some_and(|id| id as usize >= model.len()) {
             return Err(A::Error::custom("unk_id is outside the vocabulary"));
         }
-        model.ids.reserve(model.len(), |_| 0);
+        model.ids = HashTable::with_capacity(model.len());
         for id in 0..model.len() as u32 {
             let hash = model.hasher.hash_one(model.piece(id));
             let (pieces, starts) = (&model.text, &model.starts);

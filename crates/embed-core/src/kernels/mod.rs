@@ -358,9 +358,16 @@ mod tests {
 
     #[test]
     fn attention_matches_the_definition() {
-        let (hidden, heads) = (64, 2);
-        let d = hidden / heads;
-        for len in [1, 9, 16, 17, 40] {
+        // head_dim 32 (the models') and 20 (16 floats at a time and 4 one by one).
+        for (hidden, heads, len) in [
+            (64, 2, 1),
+            (64, 2, 9),
+            (64, 2, 16),
+            (64, 2, 17),
+            (64, 2, 40),
+            (40, 2, 7),
+        ] {
+            let d = hidden / heads;
             let (q, k, v) = (
                 values(len * hidden, 1),
                 values(len * hidden, 2),
