@@ -8,24 +8,11 @@
 
 use std::path::Path;
 
-use tokenizers::{
-    DecoderWrapper, Encoding, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
-    Tokenizer, TokenizerImpl, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::config::PipelineConfig;
 use crate::error::{EmbedError, Result};
-use crate::unigram::CompactUnigram;
-
-/// tokenizers' pipeline (normalizer, pre-tokenizer, added tokens, post-processor) around the
-/// compact Unigram model.
-type CompactTokenizer = TokenizerImpl<
-    CompactUnigram,
-    NormalizerWrapper,
-    PreTokenizerWrapper,
-    PostProcessorWrapper,
-    DecoderWrapper,
->;
+use crate::unigram::{self, CompactTokenizer};
 
 /// Unigram models (the multilingual ones) run on `CompactUnigram`; the others (WordPiece, BPE)
 /// on tokenizers' own models, which are small.
@@ -66,15 +53,19 @@ impl TextTokenizer {
             reason,
         };
         // Mapped rather than read: copying the 17 MB of the multilingual tokenizer.json into a
-        // buffer, faulting it in and unmapping it took ~15 of a 37 ms load.
+        // buffer, faulting it in and unmapping it took ~15 of a 37 ms load, and the compact
+        // Unigram model reads its pieces from the mapping for as long as it lives.
         let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        // SAFETY: read-only, and dropped before load returns. The file must not be rewritten in
-        // place meanwhile (installers replace it with a new file, which is safe).
-        let json = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
-        let mut inner = match serde_json::from_slice::<CompactTokenizer>(&json) {
+        let map = || {
+            // SAFETY: read-only. The file must not be rewritten in place while mapped
+            // (installers replace it with a new file, which is safe), as for the weights.
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(e.to_string()))
+        };
+        let mut inner = match unigram::load(map()?) {
             Ok(compact) => Inner::Compact(Box::new(compact)),
+            // Not a Unigram model the compact one covers: tokenizers' own model.
             Err(_) => Inner::Tokenizers(Box::new(
-                Tokenizer::from_bytes(&json[..]).map_err(|e| bad(e.to_string()))?,
+                Tokenizer::from_bytes(&map()?[..]).map_err(|e| bad(e.to_string()))?,
             )),
         };
         let truncation = TruncationParams {
@@ -184,6 +175,7 @@ mod tests {
             "가\u{3099}",
             "Ⅻ ½ ㎏ ㈜",
             "don't stop-believing...",
+            "he said \"갈비탕\" \\ ok \"\"",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -214,13 +206,11 @@ mod tests {
     /// fixture has the product model's XLM-R tokenizer).
     #[test]
     fn compact_unigram_gives_tokenizers_ids() {
-        let json = std::fs::read_to_string(test_model_file(
-            "multilingual-e5-small-fixture",
-            "tokenizer.json",
-        ))
-        .unwrap();
-        let mut compact: CompactTokenizer = serde_json::from_str(&json).unwrap();
-        let mut reference: Tokenizer = json.parse().unwrap();
+        let path = test_model_file("multilingual-e5-small-fixture", "tokenizer.json");
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a test fixture nobody rewrites.
+        let mut compact = unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).unwrap();
+        let mut reference = Tokenizer::from_file(&path).unwrap();
         compact.with_padding(None);
         reference.with_padding(None);
         assert_eq!(compact.get_vocab_size(true), reference.get_vocab_size(true));
@@ -240,9 +230,10 @@ mod tests {
     /// WordPiece (all-MiniLM-L6-v2) is no Unigram model: it stays on tokenizers' own model.
     #[test]
     fn other_models_stay_on_tokenizers() {
-        let json =
-            std::fs::read_to_string(test_model_file("all-MiniLM-L6-v2", "tokenizer.json")).unwrap();
-        assert!(serde_json::from_str::<CompactTokenizer>(&json).is_err());
+        let path = test_model_file("all-MiniLM-L6-v2", "tokenizer.json");
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: a test fixture nobody rewrites.
+        assert!(unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).is_err());
     }
 
     #[test]

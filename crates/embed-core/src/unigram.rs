@@ -3,12 +3,13 @@
 //!
 //! tokenizers builds a byte trie with a hash map in every node; for the multilingual models'
 //! 250,002 pieces that took 0.54 s and ~250 MB of private memory in every backend that loaded
-//! the model itself (without shared_preload_libraries). Here the pieces sit in one string and
-//! one hash table of ids finds them: the whole model folder loads in 30 ms with 10 MB of
-//! private memory (examples/latency.rs prints the load time). The best path is computed as
-//! tokenizers' `encode_optimized` does (sentencepiece's Viterbi), looking each candidate piece
-//! up instead of walking the trie, in the same order (shorter pieces first, so that equal
-//! scores keep the same winner), and unknown characters are fused as it fuses them.
+//! the model itself (without shared_preload_libraries). Here the pieces stay where they are in
+//! the mapped tokenizer.json (shared by every backend through the page cache) and a table of
+//! ids finds them: the model folder loads in 27 ms with ~5 MB of private memory (64
+//! connections without preloading: 507 MB of PSS in all, against 18 GB before). The best path
+//! is computed as tokenizers' `encode_optimized` does (sentencepiece's Viterbi), looking each
+//! candidate piece up instead of walking the trie, in the same order (shorter pieces first, so
+//! that equal scores keep the same winner), and unknown characters are fused as it fuses them.
 //! tokenize.rs's tests check that the two give the same ids and offsets.
 
 use std::collections::HashMap;
@@ -16,22 +17,53 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+use memmap2::Mmap;
 use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use tokenizers::models::unigram::UnigramTrainer;
-use tokenizers::{Model, Token};
+use tokenizers::{
+    AddedToken, DecoderWrapper, Model, NormalizerWrapper, PostProcessorWrapper,
+    PreTokenizerWrapper, Token, TokenizerBuilder, TokenizerImpl,
+};
+
+/// tokenizers' pipeline (normalizer, pre-tokenizer, added tokens, post-processor) around the
+/// compact Unigram model.
+pub type CompactTokenizer = TokenizerImpl<
+    CompactUnigram,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
 
 /// tokenizers' score for a character no piece covers: the lowest piece score minus this.
 const UNK_PENALTY: f64 = 10.0;
 
+/// Marks an offset into `CompactUnigram::escaped` rather than into the file.
+const ESCAPED: u32 = 1 << 31;
+
 pub struct CompactUnigram {
-    /// Every piece, one after another; piece i is `text[starts[i]..starts[i + 1]]`.
-    text: String,
-    starts: Vec<u32>,
-    scores: Vec<f64>,
-    /// Ids by piece. A piece listed twice keeps its last id, as tokenizers' map does.
-    ids: HashTable<u32>,
+    /// tokenizer.json, mapped read-only. Most pieces are read where they stand in it, so every
+    /// backend shares them through the page cache instead of holding a copy.
+    json: Mmap,
+    /// The few pieces that are JSON-escaped in the file (quotes, backslashes), unescaped.
+    escaped: Vec<u8>,
+    /// Where piece i starts: in `json`, or in `escaped` when `ESCAPED` is set.
+    offsets: Vec<u32>,
+    lens: Vec<u8>,
+    /// Scores as tokenizers reads them: serde_json's f64 of the f32 sentencepiece wrote, which
+    /// for a quarter of XLM-R's pieces is a few units in the last place off the f32 (rounding
+    /// to f32 would change which of two nearly equal paths wins). Kept as the f32 and the
+    /// distance in f64 units in the last place: exact, in 5 bytes instead of 8.
+    scores: Vec<f32>,
+    score_ulps: Vec<i8>,
+    /// Ids by piece: open addressing, three quarters full, each slot an id in its low `id_bits`
+    /// and a tag from the piece's hash above them, so that probing rarely reads a piece. (A
+    /// hashbrown table of ids took 2.6 MB for 250,002 pieces, this one 1.3.) A piece listed
+    /// twice keeps its last id, as tokenizers' map does.
+    slots: Vec<u32>,
+    id_bits: u32,
     hasher: DefaultHashBuilder,
     unk_id: Option<u32>,
     min_score: f64,
@@ -40,18 +72,78 @@ pub struct CompactUnigram {
 }
 
 impl CompactUnigram {
-    fn piece(&self, id: u32) -> &str {
-        let id = id as usize;
-        &self.text[self.starts[id] as usize..self.starts[id + 1] as usize]
+    fn piece(&self, id: u32) -> &[u8] {
+        let (offset, len) = (
+            self.offsets[id as usize],
+            usize::from(self.lens[id as usize]),
+        );
+        if offset & ESCAPED != 0 {
+            &self.escaped[(offset & !ESCAPED) as usize..][..len]
+        } else {
+            &self.json[offset as usize..][..len]
+        }
     }
 
-    fn id_of(&self, piece: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(piece);
-        self.ids.find(hash, |&id| self.piece(id) == piece).copied()
+    /// The slot to start probing at for `hash`, and the tag its pieces carry.
+    fn slot_and_tag(&self, hash: u64) -> (usize, u32) {
+        let slot = ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize;
+        (slot, (hash as u32) << self.id_bits)
+    }
+
+    fn id_mask(&self) -> u32 {
+        (1 << self.id_bits) - 1
+    }
+
+    fn id_of(&self, piece: &[u8]) -> Option<u32> {
+        let (mut slot, tag) = self.slot_and_tag(self.hasher.hash_one(piece));
+        let mask = self.id_mask();
+        loop {
+            let entry = self.slots[slot];
+            // An id of all ones is never a real one (2^id_bits > pieces): a free slot.
+            if entry & mask == mask {
+                return None;
+            }
+            if entry & !mask == tag && self.piece(entry & mask) == piece {
+                return Some(entry & mask);
+            }
+            slot = if slot + 1 == self.slots.len() {
+                0
+            } else {
+                slot + 1
+            };
+        }
+    }
+
+    /// Puts every piece in `slots`, in id order (so a repeated piece ends with its last id).
+    fn index(&mut self) {
+        let mask = self.id_mask();
+        self.slots = vec![u32::MAX; self.len() + self.len() / 3 + 1];
+        for id in 0..self.len() as u32 {
+            let (mut slot, tag) = self.slot_and_tag(self.hasher.hash_one(self.piece(id)));
+            loop {
+                let entry = self.slots[slot];
+                if entry & mask == mask
+                    || (entry & !mask == tag && self.piece(entry & mask) == self.piece(id))
+                {
+                    self.slots[slot] = tag | id;
+                    break;
+                }
+                slot = if slot + 1 == self.slots.len() {
+                    0
+                } else {
+                    slot + 1
+                };
+            }
+        }
     }
 
     fn len(&self) -> usize {
         self.scores.len()
+    }
+
+    fn score(&self, id: u32) -> f64 {
+        let near = f64::from(self.scores[id as usize]).to_bits() as i64;
+        f64::from_bits((near + i64::from(self.score_ulps[id as usize])) as u64)
     }
 
     /// The pieces of the best segmentation of `sentence`, runs of unknown characters fused.
@@ -87,10 +179,10 @@ impl CompactUnigram {
                 .chain(std::iter::once(rest.len()))
                 .take_while(|&end| end <= self.max_piece_len);
             for end in ends {
-                let Some(id) = self.id_of(&rest[..end]) else {
+                let Some(id) = self.id_of(&rest.as_bytes()[..end]) else {
                     continue;
                 };
-                let score = self.scores[id as usize] + here;
+                let score = self.score(id) + here;
                 let node = &mut best[start + end];
                 if node.start.is_none() || score > node.score {
                     *node = BestPath {
@@ -150,7 +242,7 @@ impl Model for CompactUnigram {
         let mut tokens = Vec::new();
         for piece in self.encode(sentence)? {
             // Fused unknown characters are no piece: they map to unk_id.
-            let id = match self.id_of(&piece) {
+            let id = match self.id_of(piece.as_bytes()) {
                 Some(id) => id,
                 None => self
                     .unk_id
@@ -164,17 +256,17 @@ impl Model for CompactUnigram {
     }
 
     fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.id_of(token)
+        self.id_of(token.as_bytes())
     }
 
     fn id_to_token(&self, id: u32) -> Option<String> {
-        ((id as usize) < self.len()).then(|| self.piece(id).to_owned())
+        ((id as usize) < self.len()).then(|| String::from_utf8_lossy(self.piece(id)).into_owned())
     }
 
     fn get_vocab(&self) -> HashMap<String, u32> {
-        self.ids
-            .iter()
-            .map(|&id| (self.piece(id).to_owned(), id))
+        // In id order, so that a repeated piece maps to its last id.
+        (0..self.len() as u32)
+            .map(|id| (String::from_utf8_lossy(self.piece(id)).into_owned(), id))
             .collect()
     }
 
@@ -191,30 +283,162 @@ impl Model for CompactUnigram {
     }
 }
 
-/// Reads tokenizer.json's "model" object when it is a Unigram model without byte fallback
-/// (anything else is an error, and the caller loads the file with tokenizers' own model).
-impl<'de> Deserialize<'de> for CompactUnigram {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ModelVisitor)
+/// tokenizer.json with a compact Unigram model, the rest of the pipeline as tokenizers reads it
+/// (the same steps as its own deserializer). An error when the model is not a Unigram model
+/// this one covers (another type, byte fallback, a piece over 255 bytes, a score far from any
+/// f32): the caller then loads the file with tokenizers' own model.
+pub fn load(json: Mmap) -> Result<CompactTokenizer, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(&json);
+    let file = FileSeed {
+        base: json.as_ptr() as usize,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|file| deserializer.end().map(|()| file))
+    .map_err(|e| e.to_string())?;
+    let parts = file.model.ok_or("no model")?;
+    let mut model = CompactUnigram {
+        json,
+        escaped: parts.escaped,
+        offsets: parts.offsets,
+        lens: parts.lens,
+        scores: parts.scores,
+        score_ulps: parts.score_ulps,
+        slots: Vec::new(),
+        id_bits: 0,
+        hasher: DefaultHashBuilder::default(),
+        unk_id: parts.unk_id,
+        min_score: parts.min_score,
+        max_piece_len: parts.max_piece_len,
+    };
+    // Ids up to len() - 1, and all ones left free: 2^id_bits > len().
+    model.id_bits = (model.len() as u32 + 1)
+        .next_power_of_two()
+        .trailing_zeros();
+    if model.id_bits > 24 {
+        return Err("the vocabulary has over 16 million pieces".into());
+    }
+    model.index();
+    let mut tokenizer = TokenizerBuilder::new()
+        .with_model(model)
+        .with_normalizer(file.normalizer)
+        .with_pre_tokenizer(file.pre_tokenizer)
+        .with_post_processor(file.post_processor)
+        .with_decoder(file.decoder)
+        .build()
+        .map_err(|e| e.to_string())?;
+    tokenizer
+        .add_tokens(file.added_tokens.into_iter().map(|t| t.token))
+        .map_err(|e| e.to_string())?;
+    Ok(tokenizer)
+}
+
+/// An entry of tokenizer.json's "added_tokens" (its id is the model's, checked by tokenizers).
+#[derive(Deserialize)]
+struct AddedTokenWithId {
+    #[allow(dead_code)]
+    id: u32,
+    #[serde(flatten)]
+    token: AddedToken,
+}
+
+#[derive(Default)]
+struct TokenizerFile {
+    added_tokens: Vec<AddedTokenWithId>,
+    normalizer: Option<NormalizerWrapper>,
+    pre_tokenizer: Option<PreTokenizerWrapper>,
+    post_processor: Option<PostProcessorWrapper>,
+    decoder: Option<DecoderWrapper>,
+    model: Option<ModelParts>,
+}
+
+/// The Unigram model as read, before it owns the mapping.
+struct ModelParts {
+    escaped: Vec<u8>,
+    offsets: Vec<u32>,
+    lens: Vec<u8>,
+    scores: Vec<f32>,
+    score_ulps: Vec<i8>,
+    unk_id: Option<u32>,
+    min_score: f64,
+    max_piece_len: usize,
+}
+
+/// Reads the whole file; `base` is the address of its first byte, from which the pieces'
+/// offsets are counted.
+struct FileSeed {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for FileSeed {
+    type Value = TokenizerFile;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<TokenizerFile, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct ModelVisitor;
+impl<'de> Visitor<'de> for FileSeed {
+    type Value = TokenizerFile;
 
-impl<'de> Visitor<'de> for ModelVisitor {
-    type Value = CompactUnigram;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a tokenizer.json object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenizerFile, A::Error> {
+        let mut file = TokenizerFile::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => {
+                    let version: String = map.next_value()?;
+                    if version != "1.0" {
+                        return Err(A::Error::custom(format!(
+                            "unknown tokenizer version {version}"
+                        )));
+                    }
+                }
+                "added_tokens" => file.added_tokens = map.next_value()?,
+                "normalizer" => file.normalizer = map.next_value()?,
+                "pre_tokenizer" => file.pre_tokenizer = map.next_value()?,
+                "post_processor" => file.post_processor = map.next_value()?,
+                "decoder" => file.decoder = map.next_value()?,
+                "model" => file.model = Some(map.next_value_seed(ModelSeed { base: self.base })?),
+                // truncation and padding: the caller sets its own.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// tokenizer.json's "model" object, when it is a Unigram model without byte fallback.
+struct ModelSeed {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ModelSeed {
+    type Value = ModelParts;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ModelParts, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ModelSeed {
+    type Value = ModelParts;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a Unigram model")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CompactUnigram, A::Error> {
-        let mut model = CompactUnigram {
-            text: String::new(),
-            starts: vec![0],
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ModelParts, A::Error> {
+        let mut parts = ModelParts {
+            escaped: Vec::new(),
+            offsets: Vec::new(),
+            lens: Vec::new(),
             scores: Vec::new(),
-            ids: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
+            score_ulps: Vec::new(),
             unk_id: None,
             min_score: f64::INFINITY,
             max_piece_len: 0,
@@ -223,8 +447,11 @@ impl<'de> Visitor<'de> for ModelVisitor {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "type" => kind = Some(map.next_value::<String>()?),
-                "unk_id" => model.unk_id = map.next_value::<Option<u32>>()?,
-                "vocab" => map.next_value_seed(Vocab(&mut model))?,
+                "unk_id" => parts.unk_id = map.next_value::<Option<u32>>()?,
+                "vocab" => map.next_value_seed(Vocab {
+                    base: self.base,
+                    parts: &mut parts,
+                })?,
                 "byte_fallback" => {
                     if map.next_value::<bool>()? {
                         return Err(A::Error::custom("byte fallback is not supported"));
@@ -238,37 +465,24 @@ impl<'de> Visitor<'de> for ModelVisitor {
         if kind.as_deref() != Some("Unigram") {
             return Err(A::Error::custom("not a Unigram model"));
         }
-        if model.len() == 0 {
+        if parts.scores.is_empty() {
             return Err(A::Error::custom("the vocabulary is empty"));
         }
-        if model.unk_id.is_some_and(|id| id as usize >= model.len()) {
+        if parts
+            .unk_id
+            .is_some_and(|id| id as usize >= parts.scores.len())
+        {
             return Err(A::Error::custom("unk_id is outside the vocabulary"));
         }
-        model.ids = HashTable::with_capacity(model.len());
-        for id in 0..model.len() as u32 {
-            let hash = model.hasher.hash_one(model.piece(id));
-            let (pieces, starts) = (&model.text, &model.starts);
-            let piece_of =
-                |id: u32| &pieces[starts[id as usize] as usize..starts[id as usize + 1] as usize];
-            match model
-                .ids
-                .find_mut(hash, |&other| piece_of(other) == piece_of(id))
-            {
-                Some(existing) => *existing = id,
-                None => {
-                    model
-                        .ids
-                        .insert_unique(hash, id, |&other| model.hasher.hash_one(piece_of(other)));
-                }
-            }
-        }
-        Ok(model)
+        Ok(parts)
     }
 }
 
-/// The "vocab" array of [piece, score] pairs, appended to the model as it is read (no String
-/// per piece).
-struct Vocab<'a>(&'a mut CompactUnigram);
+/// The "vocab" array of [piece, score] pairs, appended to the parts as it is read.
+struct Vocab<'a> {
+    base: usize,
+    parts: &'a mut ModelParts,
+}
 
 impl<'de> DeserializeSeed<'de> for Vocab<'_> {
     type Value = ();
@@ -286,12 +500,22 @@ impl<'de> Visitor<'de> for Vocab<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Entry(self.0))?.is_some() {}
+        let base = self.base;
+        while seq
+            .next_element_seed(Entry {
+                base,
+                parts: &mut *self.parts,
+            })?
+            .is_some()
+        {}
         Ok(())
     }
 }
 
-struct Entry<'a>(&'a mut CompactUnigram);
+struct Entry<'a> {
+    base: usize,
+    parts: &'a mut ModelParts,
+}
 
 impl<'de> DeserializeSeed<'de> for Entry<'_> {
     type Value = ();
@@ -309,25 +533,29 @@ impl<'de> Visitor<'de> for Entry<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let model = self.0;
-        let start = model.text.len();
-        seq.next_element_seed(Piece(&mut model.text))?
-            .ok_or_else(|| A::Error::invalid_length(0, &"a [piece, score] pair"))?;
-        let score: f64 = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(1, &"a [piece, score] pair"))?;
-        let end = u32::try_from(model.text.len())
-            .map_err(|_| A::Error::custom("the vocabulary is over 4 GB"))?;
-        model.starts.push(end);
-        model.scores.push(score);
-        model.min_score = model.min_score.min(score);
-        model.max_piece_len = model.max_piece_len.max(model.text.len() - start);
+        let parts = self.parts;
+        let pair = || A::Error::invalid_length(0, &"a [piece, score] pair");
+        seq.next_element_seed(Piece {
+            base: self.base,
+            parts: &mut *parts,
+        })?
+        .ok_or_else(pair)?;
+        let score: f64 = seq.next_element()?.ok_or_else(pair)?;
+        let near = score as f32;
+        let ulps = i8::try_from(score.to_bits() as i64 - f64::from(near).to_bits() as i64)
+            .map_err(|_| A::Error::custom("a score is not close to an f32"))?;
+        parts.scores.push(near);
+        parts.score_ulps.push(ulps);
+        parts.min_score = parts.min_score.min(score);
         Ok(())
     }
 }
 
-/// A piece, appended to the model's text.
-struct Piece<'a>(&'a mut String);
+/// A piece: where it stands in the file, or (when the file escapes it) its unescaped bytes.
+struct Piece<'a> {
+    base: usize,
+    parts: &'a mut ModelParts,
+}
 
 impl<'de> DeserializeSeed<'de> for Piece<'_> {
     type Value = ();
@@ -337,15 +565,75 @@ impl<'de> DeserializeSeed<'de> for Piece<'_> {
     }
 }
 
-impl Visitor<'_> for Piece<'_> {
+impl Piece<'_> {
+    /// Records a piece of `len` bytes at `offset` in the file, or in `escaped`.
+    fn push<E: Error>(self, offset: usize, len: usize, escaped: bool) -> Result<(), E> {
+        let offset = u32::try_from(offset)
+            .ok()
+            .filter(|o| o & ESCAPED == 0)
+            .ok_or_else(|| E::custom("tokenizer.json is over 2 GB"))?;
+        let len = u8::try_from(len).map_err(|_| E::custom("a piece is over 255 bytes"))?;
+        self.parts
+            .offsets
+            .push(if escaped { offset | ESCAPED } else { offset });
+        self.parts.lens.push(len);
+        self.parts.max_piece_len = self.parts.max_piece_len.max(usize::from(len));
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Piece<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a piece")
     }
 
+    /// A piece with no escapes: serde_json hands out the file's own bytes.
+    fn visit_borrowed_str<E: Error>(self, piece: &'de str) -> Result<(), E> {
+        let offset = piece.as_ptr() as usize - self.base;
+        self.push(offset, piece.len(), false)
+    }
+
+    /// A piece the file escapes: kept unescaped in `escaped`.
     fn visit_str<E: Error>(self, piece: &str) -> Result<(), E> {
-        self.0.push_str(piece);
-        Ok(())
+        let at = self.parts.escaped.len();
+        self.parts.escaped.extend_from_slice(piece.as_bytes());
+        self.push(at, piece.len(), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every score comes back as the f64 serde_json (and so tokenizers) reads from the file.
+    #[test]
+    fn scores_are_exact() {
+        let dir = std::env::var_os("UHOK_EMBED_TEST_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/usr/share/postgresql/15/uhok_embed/models".into());
+        let path = dir.join("multilingual-e5-small-fixture/tokenizer.json");
+        let file = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/install-models.sh)", path.display()));
+        // SAFETY: a test fixture nobody rewrites.
+        let tokenizer = load(unsafe { Mmap::map(&file) }.unwrap()).unwrap();
+        let model = tokenizer.get_model();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let vocab = json["model"]["vocab"].as_array().unwrap();
+        assert_eq!(vocab.len(), model.len());
+        for (id, entry) in vocab.iter().enumerate() {
+            let expected = entry[1].as_f64().unwrap();
+            assert_eq!(
+                model.score(id as u32).to_bits(),
+                expected.to_bits(),
+                "piece {id}"
+            );
+            assert_eq!(
+                model.piece(id as u32),
+                entry[0].as_str().unwrap().as_bytes()
+            );
+        }
     }
 }
