@@ -52,7 +52,17 @@ LIMIT $rows;
 SQL
 "${psql[@]}" -c "SELECT uhok_embed('warm up')" >/dev/null
 
+# Each step starts on a quiet server: the previous step's dead rows vacuumed and no autovacuum
+# worker running. (Left to autovacuum, the backfill's leftovers were vacuumed during the next
+# step and made it 4 s of 23 slower on these 2 cores.)
+quiesce() {
+    "${psql[@]}" -c "VACUUM ANALYZE" >/dev/null
+    while [ "$("${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
+        sleep 0.2
+    done
+}
 timed() {  # timed SQL -> seconds
+    quiesce
     local t0=$EPOCHREALTIME
     "${psql[@]}" -c "$1" >/dev/null
     awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $t0 }"
