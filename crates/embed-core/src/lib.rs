@@ -237,3 +237,19 @@ fn sha256_file(path: &Path) -> Result<String> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
+
+/// A file of one of the test models (scripts/install-models.sh installs them; point
+/// UHOK_EMBED_TEST_MODELS elsewhere if they are not where PostgreSQL 15 keeps them).
+#[cfg(test)]
+pub(crate) fn test_model_file(model: &str, file: &str) -> PathBuf {
+    let dir = std::env::var_os("UHOK_EMBED_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/share/postgresql/15/uhok_embed/models".into());
+    let path = dir.join(model).join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing (run scripts/install-models.sh, or set UHOK_EMBED_TEST_MODELS)",
+        path.display()
+    );
+    path
+}

@@ -126,19 +126,6 @@ impl TextTokenizer {
 mod tests {
     use super::*;
 
-    fn test_model_file(model: &str, file: &str) -> std::path::PathBuf {
-        let dir = std::env::var_os("UHOK_EMBED_TEST_MODELS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| "/usr/share/postgresql/15/uhok_embed/models".into());
-        let path = dir.join(model).join(file);
-        assert!(
-            path.is_file(),
-            "{} is missing (run scripts/install-models.sh, or set UHOK_EMBED_TEST_MODELS)",
-            path.display()
-        );
-        path
-    }
-
     /// Texts for comparing tokenizers: Korean recipe names, other scripts, the special tokens
     /// written out, characters no piece covers (alone and in runs, which are fused), normalizer
     /// cases, and pseudo-random strings over all of these.
@@ -206,7 +193,7 @@ mod tests {
     /// fixture has the product model's XLM-R tokenizer).
     #[test]
     fn compact_unigram_gives_tokenizers_ids() {
-        let path = test_model_file("multilingual-e5-small-fixture", "tokenizer.json");
+        let path = crate::test_model_file("multilingual-e5-small-fixture", "tokenizer.json");
         let file = std::fs::File::open(&path).unwrap();
         // SAFETY: a test fixture nobody rewrites.
         let mut compact = unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).unwrap();
@@ -230,7 +217,7 @@ mod tests {
     /// WordPiece (all-MiniLM-L6-v2) is no Unigram model: it stays on tokenizers' own model.
     #[test]
     fn other_models_stay_on_tokenizers() {
-        let path = test_model_file("all-MiniLM-L6-v2", "tokenizer.json");
+        let path = crate::test_model_file("all-MiniLM-L6-v2", "tokenizer.json");
         let file = std::fs::File::open(path).unwrap();
         // SAFETY: a test fixture nobody rewrites.
         assert!(unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).is_err());

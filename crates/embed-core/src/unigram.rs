@@ -94,17 +94,18 @@ impl CompactUnigram {
         (1 << self.id_bits) - 1
     }
 
-    fn id_of(&self, piece: &[u8]) -> Option<u32> {
+    /// The slot holding `piece` and its id, or the free slot where it would go; and its tag.
+    fn find(&self, piece: &[u8]) -> (usize, u32, Option<u32>) {
         let (mut slot, tag) = self.slot_and_tag(self.hasher.hash_one(piece));
         let mask = self.id_mask();
         loop {
             let entry = self.slots[slot];
             // An id of all ones is never a real one (2^id_bits > pieces): a free slot.
             if entry & mask == mask {
-                return None;
+                return (slot, tag, None);
             }
             if entry & !mask == tag && self.piece(entry & mask) == piece {
-                return Some(entry & mask);
+                return (slot, tag, Some(entry & mask));
             }
             slot = if slot + 1 == self.slots.len() {
                 0
@@ -114,26 +115,16 @@ impl CompactUnigram {
         }
     }
 
+    fn id_of(&self, piece: &[u8]) -> Option<u32> {
+        self.find(piece).2
+    }
+
     /// Puts every piece in `slots`, in id order (so a repeated piece ends with its last id).
     fn index(&mut self) {
-        let mask = self.id_mask();
         self.slots = vec![u32::MAX; self.len() + self.len() / 3 + 1];
         for id in 0..self.len() as u32 {
-            let (mut slot, tag) = self.slot_and_tag(self.hasher.hash_one(self.piece(id)));
-            loop {
-                let entry = self.slots[slot];
-                if entry & mask == mask
-                    || (entry & !mask == tag && self.piece(entry & mask) == self.piece(id))
-                {
-                    self.slots[slot] = tag | id;
-                    break;
-                }
-                slot = if slot + 1 == self.slots.len() {
-                    0
-                } else {
-                    slot + 1
-                };
-            }
+            let (slot, tag, _) = self.find(self.piece(id));
+            self.slots[slot] = tag | id;
         }
     }
 
@@ -610,12 +601,8 @@ mod tests {
     /// Every score comes back as the f64 serde_json (and so tokenizers) reads from the file.
     #[test]
     fn scores_are_exact() {
-        let dir = std::env::var_os("UHOK_EMBED_TEST_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/usr/share/postgresql/15/uhok_embed/models".into());
-        let path = dir.join("multilingual-e5-small-fixture/tokenizer.json");
-        let file = std::fs::File::open(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/install-models.sh)", path.display()));
+        let path = crate::test_model_file("multilingual-e5-small-fixture", "tokenizer.json");
+        let file = std::fs::File::open(&path).unwrap();
         // SAFETY: a test fixture nobody rewrites.
         let tokenizer = load(unsafe { Mmap::map(&file) }.unwrap()).unwrap();
         let model = tokenizer.get_model();
