@@ -323,11 +323,10 @@ pub fn load(json: Mmap) -> Result<CompactTokenizer, String> {
     Ok(tokenizer)
 }
 
-/// An entry of tokenizer.json's "added_tokens" (its id is the model's, checked by tokenizers).
+/// An entry of tokenizer.json's "added_tokens". Its "id" is not used: the model's id for the
+/// token is (tokenizers only warns when the two differ).
 #[derive(Deserialize)]
 struct AddedTokenWithId {
-    #[allow(dead_code)]
-    id: u32,
     #[serde(flatten)]
     token: AddedToken,
 }
