@@ -36,23 +36,37 @@ pub fn linear(x: &[f32], rows: usize, inp: usize, w: &[f32], b: &[f32], out: usi
         (rows * inp, out * inp, out, rows * out),
         "linear: shapes do not match"
     );
-    in_row_blocks(x, rows, inp, out, y, |x, rows, y| {
+    if super::linear_packed::applies(rows, inp, out) {
+        // Batches: packed panels, each packed once per call, so the rows are not cut into
+        // blocks (every block would pack all the weights again).
+        in_row_blocks(x, rows, inp, out, y, rows, |x, rows, y| {
+            super::linear_packed::linear_packed(x, rows, inp, w, b, out, y)
+        });
+        return;
+    }
+    in_row_blocks(x, rows, inp, out, y, rows_per_block(inp), |x, rows, y| {
         linear_one_thread(x, rows, inp, w, b, out, y)
     });
 }
 
+/// Rows of `inp` floats per `ROW_BLOCK_FLOATS` block, a multiple of the tiles' 4.
+pub(super) fn rows_per_block(inp: usize) -> usize {
+    (ROW_BLOCK_FLOATS / inp).max(4) / 4 * 4
+}
+
 /// Runs `product(x_part, rows_part, y_part)` over row ranges of x [rows, inp] and y [rows, out]:
 /// one range per `uhok_embed.threads` thread when there are enough rows, each cut into blocks
-/// of at most `ROW_BLOCK_FLOATS` inputs.
+/// of at most `block_rows` rows.
 pub(super) fn in_row_blocks(
     x: &[f32],
     rows: usize,
     inp: usize,
     out: usize,
     y: &mut [f32],
+    block_rows: usize,
     product: impl Fn(&[f32], usize, &mut [f32]) + Sync,
 ) {
-    let block_rows = (ROW_BLOCK_FLOATS / inp).max(4) / 4 * 4;
+    let block_rows = block_rows.max(1);
     let blocks = |x: &[f32], y: &mut [f32]| {
         for (x, y) in x
             .chunks(block_rows * inp)
@@ -171,7 +185,7 @@ pub(super) mod x86 {
     ///
     /// SAFETY: AVX-512F present; shapes as `linear` asserts, inp % 16 == 0, out % 4 == 0.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn linear_avx512(
+    pub(in crate::kernels) unsafe fn linear_avx512(
         x: &[f32],
         rows: usize,
         inp: usize,
@@ -449,14 +463,33 @@ mod tests {
         }
     }
 
+    /// The same for the packed kernel (batches): threads split the rows, and each output is
+    /// computed the same way whichever tile it falls in.
+    #[test]
+    fn threads_change_nothing_in_packed_products() {
+        let (inp, out, rows) = (384, 64, 203);
+        if !super::super::linear_packed::applies(rows, inp, out) {
+            return;
+        }
+        let (x, w, b) = (values(rows * inp, 4), values(out * inp, 5), values(out, 6));
+        let (mut threaded, mut whole) = (vec![0f32; rows * out], vec![0f32; rows * out]);
+        linear(&x, rows, inp, &w, &b, out, &mut threaded);
+        super::super::linear_packed::linear_packed(&x, rows, inp, &w, &b, out, &mut whole);
+        assert_eq!(threaded, whole);
+        for (a, e) in threaded.iter().zip(naive(&x, rows, inp, &w, &b, out)) {
+            assert!((a - e).abs() < 2e-6 * e.abs().max(10.0), "{a} vs {e}");
+        }
+    }
+
     /// Every kernel this CPU can run, on every tile remainder, against an f64 reference.
     #[test]
     fn every_path_matches_naive() {
-        // (inp, out): odd shapes take the portable path, multiples of 8/16 the SIMD ones.
-        for (inp, out) in [(45, 13), (48, 12), (64, 20), (384, 8)] {
+        // (inp, out): odd shapes take the portable path, multiples of 8/16 the SIMD ones,
+        // multiples of 32 outputs the packed one (inp 45: the packing's column remainder).
+        for (inp, out) in [(45, 13), (48, 12), (64, 20), (384, 8), (45, 32), (384, 64)] {
             // Weights at every float offset from a cache line: the kernels' masked first and
-            // last steps depend on it.
-            for (rows, shift) in [1, 2, 3, 4, 5, 7, 8, 9, 33]
+            // last steps depend on it. 32 and more rows take the packed path in `linear`.
+            for (rows, shift) in [1, 2, 3, 4, 5, 7, 8, 9, 33, 41]
                 .into_iter()
                 .zip((0..16).cycle())
             {
@@ -485,6 +518,12 @@ mod tests {
                     });
                 }
                 #[cfg(target_arch = "x86_64")]
+                if out % 32 == 0 && std::is_x86_feature_detected!("avx512f") {
+                    run("packed", &|y| {
+                        super::super::linear_packed::linear_packed(&x, rows, inp, w, &b, out, y)
+                    });
+                }
+                #[cfg(target_arch = "x86_64")]
                 if out % 4 == 0
                     && inp % 8 == 0
                     && std::is_x86_feature_detected!("avx2")
@@ -497,12 +536,61 @@ mod tests {
                 }
                 for (name, y) in &paths {
                     for (a, e) in y.iter().zip(&expected) {
+                        // Relative: the packed kernel sums over k in order, as sgemm does, and
+                        // is up to ~1.2e-6 off relative (1.7e-5 at 13.9) where the others' 16
+                        // partial sums stay within 1e-5.
                         assert!(
-                            (a - e).abs() < 1e-5,
+                            (a - e).abs() < 2e-6 * e.abs().max(10.0),
                             "{name} {rows}x{inp}x{out}: {a} vs {e}"
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// GFLOP/s of the in-place path (row blocks, as `linear` runs it) and the packed one by
+    /// rows, one thread, for `linear_packed::PACKED_MIN_ROWS`:
+    /// `RAYON_NUM_THREADS=1 cargo test --release -p embed-core --lib crossover -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn crossover() {
+        use super::super::linear_packed::{applies, linear_packed};
+        if !applies(640, 384, 384) {
+            return;
+        }
+        for (inp, out) in [(384, 384), (384, 1536), (1536, 384)] {
+            for rows in [8, 16, 24, 32, 48, 64, 128, 256, 640] {
+                let (x, w, b) = (values(rows * inp, 1), values(out * inp, 2), values(out, 3));
+                let mut y = vec![0f32; rows * out];
+                let flops = 2.0 * (rows * inp * out) as f64;
+                let reps = (2e9 / flops) as usize + 1;
+                let mut best = [0f64; 2];
+                for _ in 0..5 {
+                    for (packed, best) in best.iter_mut().enumerate() {
+                        let t = std::time::Instant::now();
+                        for _ in 0..reps {
+                            if packed == 1 {
+                                linear_packed(&x, rows, inp, &w, &b, out, &mut y);
+                            } else {
+                                in_row_blocks(
+                                    &x,
+                                    rows,
+                                    inp,
+                                    out,
+                                    &mut y,
+                                    rows_per_block(inp),
+                                    |x, rows, y| linear_one_thread(x, rows, inp, &w, &b, out, y),
+                                );
+                            }
+                        }
+                        *best = best.max(flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
+                    }
+                }
+                println!(
+                    "{inp:>4} -> {out:>4}, {rows:>3} rows: in place {:.0}, packed {:.0} GFLOP/s",
+                    best[0], best[1]
+                );
             }
         }
     }

@@ -67,7 +67,8 @@ pub fn linear_bf16(
         (rows * inp, out * inp, out, rows * out),
         "linear_bf16: shapes do not match"
     );
-    super::linear::in_row_blocks(x, rows, inp, out, y, |x, rows, y| {
+    let block_rows = super::linear::rows_per_block(inp);
+    super::linear::in_row_blocks(x, rows, inp, out, y, block_rows, |x, rows, y| {
         linear_bf16_one_thread(&Bf16Matrix::from_f32(x), rows, inp, w, b, out, y)
     });
 }

@@ -4,6 +4,7 @@
 
 mod linear;
 mod linear_bf16;
+mod linear_packed;
 
 pub use linear::linear;
 pub use linear_bf16::{linear_bf16, Bf16Matrix};
