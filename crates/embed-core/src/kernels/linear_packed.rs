@@ -19,11 +19,12 @@
 //! (28 accumulators) ran 5-10% slower than 8. In the forward pass, 11-token names in chunks of
 //! 32 (e5 shape): 380 -> 458 names/s, the products then 88% of the time at ~240 GFLOP/s.
 //! Prefetching the next panel into L2 during the tiles changed nothing (the hardware
-//! prefetcher already follows its contiguous 32 rows).
+//! prefetcher already follows its contiguous 32 rows), and packing it a slice at a time between
+//! the tiles, its columns prefetched into L1, L2 or non-temporally, was 0-6% slower.
 //!
 //! Each output is summed over k in order, in one lane, as BLAS's sgemm does (the in-place
 //! kernels keep 16 partial sums): the two differ in the last bits, so a text inside a batch of
-//! `PACKED_MIN_ROWS` tokens or more embeds within ~1e-6 of the same text alone, not bit for bit.
+//! `PACKED_MIN_ROWS` tokens or more embeds within ~2e-6 of the same text alone, not bit for bit.
 
 /// Rows from which the packed kernel is used: below this, packing every panel costs more than
 /// the faster tiles save (24 rows: about even; 16: in place 238, packed 178 GFLOP/s).
