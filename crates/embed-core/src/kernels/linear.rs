@@ -4,8 +4,8 @@
 //! and the mmap'd weights are used in place (no packed or transposed copy per backend). The
 //! kernels work on tiles: `MR` input rows against four weight rows, `MR x 4` dot products
 //! accumulated in registers, each group of four reduced into one 4-float store. Each weight
-//! row is streamed from memory once per call, reused from L1 by every tile, and the first tile
-//! of a block prefetches the next block.
+//! row is streamed from memory once per call and reused from L1 by every tile, and every tile
+//! prefetches a share of the weights 16 KiB ahead (`x86::Prefetch`).
 //!
 //! Measured on the 2-core EPYC (AVX-512, 1 thread, '갈비탕', 350 names in chunks of 32), each
 //! step on top of the previous one:
@@ -145,37 +145,60 @@ fn linear_portable(
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    /// Weight blocks (of four rows) between the one being multiplied and the one prefetched.
-    /// With aligned loads, '갈비탕' took 3.2 ms (e5) / 2.16 ms (MiniLM) prefetching 1 block
-    /// ahead, 3.4-3.6 / 2.3-2.4 at 2, 3.7-3.9 at 3 and 4, 5.0 without; a second, L2 prefetch
-    /// further ahead was no better.
-    const PREFETCH_BLOCKS_AHEAD: usize = 1;
+    /// How far ahead of the block being multiplied the weights are prefetched, in bytes (the
+    /// weights are one contiguous stream, so bytes ahead is time ahead whatever the shape).
+    /// e5 shape, one thread, p50 ms for 5 / 10 / 17 tokens, alternating runs: one block ahead
+    /// (6 KiB at 384 inputs, 24 KiB at 1536) 3.17-3.33 / 4.14-4.19 / 6.74-6.89; 16 KiB spread
+    /// over the tiles 2.66-2.77 / 3.59-3.78 / 5.32-5.62; 12 KiB, 20 KiB and 24 KiB no better,
+    /// 16 KiB all from the first tile 3.24-3.29 / 4.94-5.13 / 7.41-7.65.
+    const PREFETCH_AHEAD_BYTES: usize = 16 * 1024;
 
-    /// The next block to prefetch while multiplying block `o..o + 4`, if it exists (w is
-    /// [out, inp], of f32 or of bf16 bits).
-    pub(in crate::kernels) fn prefetch_target<T>(
-        w: &[T],
-        inp: usize,
-        out: usize,
-        o: usize,
-    ) -> Option<*const T> {
-        let ahead = o + 4 * PREFETCH_BLOCKS_AHEAD;
-        (ahead + 4 <= out).then(|| w[ahead * inp..].as_ptr())
+    /// Software prefetch of the weight lines `PREFETCH_AHEAD_BYTES` past a block of four weight
+    /// rows, a few lines per step of every tile of the block.
+    ///
+    /// Why spread: a query has a few input rows, so a block is multiplied by one to four tiles,
+    /// and the later tiles reuse the block from L1. When the first tile issued all the
+    /// prefetches, memory sat idle during the others and compute waited on memory after, the
+    /// two adding up instead of overlapping: with the weights out of cache, 10 rows ran at
+    /// ~100 GFLOP/s against ~180 with the same weights in L3 (the ignored `streaming` test).
+    pub(in crate::kernels) struct Prefetch {
+        next: *const u8,
+        end: *const u8,
+        lines_per_step: usize,
     }
 
-    /// Prefetch the cache line at column `k` of each of the four weight rows starting at `rows`.
-    ///
-    /// SAFETY: `rows` points at four rows of `inp` values, k < inp.
-    #[inline(always)]
-    pub(in crate::kernels) unsafe fn prefetch_block_line<T>(rows: *const T, inp: usize, k: usize) {
-        let row_bytes = inp * std::mem::size_of::<T>();
-        // SAFETY: the addresses are inside the four rows (the caller's guarantee).
-        unsafe {
-            let line = rows.add(k) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(line);
-            _mm_prefetch::<_MM_HINT_T0>(line.add(row_bytes));
-            _mm_prefetch::<_MM_HINT_T0>(line.add(2 * row_bytes));
-            _mm_prefetch::<_MM_HINT_T0>(line.add(3 * row_bytes));
+    impl Prefetch {
+        /// For the block of weight rows `o..o + 4` of w [out, inp] (f32 or bf16 bits), which
+        /// `tiles` tiles multiply in steps that each read one 64-byte line of every row.
+        pub(in crate::kernels) fn for_block<T>(
+            w: &[T],
+            inp: usize,
+            out: usize,
+            o: usize,
+            tiles: usize,
+        ) -> Self {
+            let (base, row_bytes) = (w.as_ptr() as usize, inp * std::mem::size_of::<T>());
+            let end_of_w = base + out * row_bytes;
+            let start = base + o * row_bytes + PREFETCH_AHEAD_BYTES;
+            // The block has 4 * row_bytes / 64 lines and its tiles take row_bytes / 64 steps
+            // each, so 4 / tiles lines per step cover it.
+            Self {
+                next: (start & !63).min(end_of_w) as *const u8,
+                end: (start + 4 * row_bytes).min(end_of_w) as *const u8,
+                lines_per_step: 4usize.div_ceil(tiles.max(1)),
+            }
+        }
+
+        /// Prefetches this step's lines into L1 (none once past the block or the weights).
+        #[inline(always)]
+        pub(in crate::kernels) fn step(&mut self) {
+            for _ in 0..self.lines_per_step {
+                if self.next < self.end {
+                    // SAFETY: a prefetch reads nothing and cannot fault; `next` is inside w.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(self.next as *const i8) };
+                    self.next = self.next.wrapping_add(64);
+                }
+            }
         }
     }
 
@@ -197,27 +220,26 @@ pub(super) mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let mut prefetch = prefetch_target(w, inp, out, o);
+                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(4));
                 let mut r = 0;
                 while r + 4 <= rows {
-                    tile_avx512::<4>(x, r, inp, w, b, out, o, y, prefetch.take());
+                    tile_avx512::<4>(x, r, inp, w, b, out, o, y, pf);
                     r += 4;
                 }
                 match rows - r {
-                    3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, prefetch),
-                    2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, prefetch),
-                    1 => tile_avx512::<1>(x, r, inp, w, b, out, o, y, prefetch),
+                    3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, pf),
+                    2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, pf),
+                    1 => tile_avx512::<1>(x, r, inp, w, b, out, o, y, pf),
                     _ => {}
                 }
             }
         }
     }
 
-    /// y[r..r+MR, o..o+4] from x rows r..r+MR and weight rows o..o+4, prefetching the four
-    /// rows at `prefetch` on the way.
+    /// y[r..r+MR, o..o+4] from x rows r..r+MR and weight rows o..o+4, prefetching on the way.
     ///
     /// SAFETY: x is [>= r + MR, inp], w is [>= o + 4, inp], y is [>= r + MR, out], b has
-    /// >= o + 4 floats, `prefetch` (if any) points at four rows of w, inp % 16 == 0.
+    /// >= o + 4 floats, inp % 16 == 0.
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -230,7 +252,7 @@ pub(super) mod x86 {
         out: usize,
         o: usize,
         y: &mut [f32],
-        prefetch: Option<*const f32>,
+        prefetch: &mut Prefetch,
     ) {
         unsafe {
             let px = x.as_ptr().add(r * inp);
@@ -292,7 +314,7 @@ pub(super) mod x86 {
     /// `mask` (others read as 0 and are not loaded).
     ///
     /// SAFETY: the masked lanes of the four weight rows at `pw` and of the MR input rows at
-    /// `px` (rows `inp` floats apart) are readable; `prefetch` (if any) points at four rows.
+    /// `px` (rows `inp` floats apart) are readable.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn fma_step<const MR: usize>(
@@ -302,12 +324,10 @@ pub(super) mod x86 {
         inp: usize,
         k: usize,
         mask: u16,
-        prefetch: Option<*const f32>,
+        prefetch: &mut Prefetch,
     ) {
         unsafe {
-            if let Some(rows) = prefetch {
-                prefetch_block_line(rows, inp, k);
-            }
+            prefetch.step();
             let load = |p: *const f32| {
                 if mask == u16::MAX {
                     _mm512_loadu_ps(p)
@@ -347,14 +367,14 @@ pub(super) mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let mut prefetch = prefetch_target(w, inp, out, o);
+                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(2));
                 let mut r = 0;
                 while r + 2 <= rows {
-                    tile_avx2::<2>(x, r, inp, w, b, out, o, y, prefetch.take());
+                    tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf);
                     r += 2;
                 }
                 if r < rows {
-                    tile_avx2::<1>(x, r, inp, w, b, out, o, y, prefetch);
+                    tile_avx2::<1>(x, r, inp, w, b, out, o, y, pf);
                 }
             }
         }
@@ -373,7 +393,7 @@ pub(super) mod x86 {
         out: usize,
         o: usize,
         y: &mut [f32],
-        prefetch: Option<*const f32>,
+        prefetch: &mut Prefetch,
     ) {
         unsafe {
             let px = x.as_ptr().add(r * inp);
@@ -381,8 +401,9 @@ pub(super) mod x86 {
             let mut acc = [[_mm256_setzero_ps(); 4]; MR];
             let mut k = 0;
             while k < inp {
-                if let (Some(rows), 0) = (prefetch, k % 16) {
-                    prefetch_block_line(rows, inp, k);
+                if k % 16 == 0 {
+                    // One 64-byte line of every row per two 8-float steps.
+                    prefetch.step();
                 }
                 let wv = [
                     _mm256_loadu_ps(pw.add(k)),
@@ -600,6 +621,49 @@ mod tests {
                     best[0], best[1]
                 );
             }
+        }
+    }
+
+    /// ms and GB/s of the products of a 12-layer e5-shape pass by input rows, with the weights
+    /// (85 MB) out of cache as a query finds them, and GFLOP/s: where streaming the weights and
+    /// multiplying stop overlapping (`x86::Prefetch`). With `LAYERS=1` the same layer 12 times
+    /// (from L3) for comparison:
+    /// `RAYON_NUM_THREADS=1 cargo test --release -p embed-core --lib streaming -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn streaming() {
+        let distinct: u32 = std::env::var("LAYERS").map_or(12, |v| v.parse().expect("LAYERS"));
+        let products = [(384, 384), (384, 384), (384, 384), (384, 384), (384, 1536), (1536, 384)];
+        let layers: Vec<Vec<(Vec<f32>, Vec<f32>)>> = (0..distinct)
+            .map(|l| {
+                let weights = |&(inp, out): &(usize, usize)| {
+                    (values(inp * out, 7 + l), values(out, 3))
+                };
+                products.iter().map(weights).collect()
+            })
+            .collect();
+        let bytes = 12.0 * 4.0 * products.iter().map(|(i, o)| i * o).sum::<usize>() as f64;
+        for rows in [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24] {
+            let x = values(rows * 1536, 1);
+            let mut y = vec![0f32; rows * 1536];
+            let mut ms: Vec<f64> = (0..40)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for layer in layers.iter().cycle().take(12) {
+                        for (&(inp, out), (w, b)) in products.iter().zip(layer) {
+                            linear(&x[..rows * inp], rows, inp, w, b, out, &mut y[..rows * out]);
+                        }
+                    }
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            let p50 = ms[ms.len() / 2];
+            println!(
+                "{rows:>2} rows: {p50:.2} ms, {:.1} GB/s, {:.0} GFLOP/s",
+                bytes / p50 / 1e6,
+                2.0 * rows as f64 * bytes / 4.0 / p50 / 1e6
+            );
         }
     }
 }

@@ -124,10 +124,10 @@ fn linear_bf16_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::linear::x86::{prefetch_block_line, prefetch_target, store_tile};
+    use super::super::linear::x86::{store_tile, Prefetch};
 
     /// The fp32 kernel's structure (linear.rs) with 32 bf16 pairs per register: 4 x 4 tiles,
-    /// the next weight block prefetched by the first tile.
+    /// the weights ahead prefetched a share per tile.
     ///
     /// SAFETY: AVX-512F and AVX512_BF16 present; x is [rows, inp], w [out, inp], b [out],
     /// y [rows, out]; inp % 32 == 0, out % 4 == 0.
@@ -144,16 +144,16 @@ mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let mut prefetch = prefetch_target(w, inp, out, o);
+                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(4));
                 let mut r = 0;
                 while r + 4 <= rows {
-                    tile::<4>(x, r, inp, w, b, out, o, y, prefetch.take());
+                    tile::<4>(x, r, inp, w, b, out, o, y, pf);
                     r += 4;
                 }
                 match rows - r {
-                    3 => tile::<3>(x, r, inp, w, b, out, o, y, prefetch),
-                    2 => tile::<2>(x, r, inp, w, b, out, o, y, prefetch),
-                    1 => tile::<1>(x, r, inp, w, b, out, o, y, prefetch),
+                    3 => tile::<3>(x, r, inp, w, b, out, o, y, pf),
+                    2 => tile::<2>(x, r, inp, w, b, out, o, y, pf),
+                    1 => tile::<1>(x, r, inp, w, b, out, o, y, pf),
                     _ => {}
                 }
             }
@@ -173,7 +173,7 @@ mod x86 {
         out: usize,
         o: usize,
         y: &mut [f32],
-        prefetch: Option<*const u16>,
+        prefetch: &mut Prefetch,
     ) {
         unsafe {
             let px = x.as_ptr().add(r * inp);
@@ -184,9 +184,7 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); 4]; MR];
             let mut k = 0;
             while k < inp {
-                if let Some(rows) = prefetch {
-                    prefetch_block_line(rows, inp, k);
-                }
+                prefetch.step();
                 let wv = [
                     load(pw.add(k)),
                     load(pw.add(inp + k)),
