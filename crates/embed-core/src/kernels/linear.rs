@@ -5,7 +5,8 @@
 //! kernels work on tiles: `MR` input rows against four weight rows, `MR x 4` dot products
 //! accumulated in registers, each group of four reduced into one 4-float store. Each weight
 //! row is streamed from memory once per call and reused from L1 by every tile, and every tile
-//! prefetches a share of the weights 16 KiB ahead (`x86::Prefetch`).
+//! prefetches a share of the weights 16 KiB ahead (`x86::Prefetch`). Input rows too long to
+//! stay in L1 are taken in passes over their columns (`x86::PASS_MAX_COLUMNS`).
 //!
 //! Measured on the 2-core EPYC (AVX-512, 1 thread, '갈비탕', 350 names in chunks of 32), each
 //! step on top of the previous one:
@@ -15,6 +16,10 @@
 //!   tiles 767 and 513 names/s, so gemm (AVX2 only on stable Rust) is no longer used.
 //! - loads that do not straddle cache lines (see `tile_avx512`): MiniLM 2.16 ms, e5 3.2 ms;
 //!   batches 910 and 630 names/s.
+//! - (later, with the tokenizer and batch kernels changed in between) the prefetch spread over
+//!   the tiles and column passes for long input rows: e5 '갈비탕' ~3.2 -> ~2.4 ms, MiniLM-L6's
+//!   (10 tokens there) ~1.9 -> ~1.45 ms; the steps' own figures are at `x86::Prefetch` and
+//!   `x86::PASS_MAX_COLUMNS`.
 //!
 //! The floors on this machine: streaming MiniLM's 42 MB of layer weights at the 33 GB/s one
 //! core reads takes 1.3 ms (e5: 85 MB, 2.6 ms); its AVX-512 FMAs peak at 265 GFLOP/s.
@@ -153,39 +158,74 @@ pub(super) mod x86 {
     /// 16 KiB all from the first tile 3.24-3.29 / 4.94-5.13 / 7.41-7.65.
     const PREFETCH_AHEAD_BYTES: usize = 16 * 1024;
 
-    /// Software prefetch of the weight lines `PREFETCH_AHEAD_BYTES` past a block of four weight
-    /// rows, a few lines per step of every tile of the block.
+    /// Software prefetch of the weights about `PREFETCH_AHEAD_BYTES` ahead of a block of four
+    /// weight rows, a few lines per step of every tile of the block.
     ///
     /// Why spread: a query has a few input rows, so a block is multiplied by one to four tiles,
     /// and the later tiles reuse the block from L1. When the first tile issued all the
     /// prefetches, memory sat idle during the others and compute waited on memory after, the
     /// two adding up instead of overlapping: with the weights out of cache, 10 rows ran at
     /// ~100 GFLOP/s against ~180 with the same weights in L3 (the ignored `streaming` test).
+    ///
+    /// The lines walked are `segments` runs of `segment_bytes`, `stride` bytes apart: one run
+    /// when the tiles multiply whole rows (the weights ahead are contiguous), four (one per
+    /// row of the block ahead) when they multiply a range of columns (`linear_avx512`'s passes).
     pub(in crate::kernels) struct Prefetch {
-        next: *const u8,
-        end: *const u8,
+        next: usize,
+        segment_start: usize,
+        segment_end: usize,
+        segment_bytes: usize,
+        stride: usize,
+        segments_left: usize,
         lines_per_step: usize,
     }
 
     impl Prefetch {
-        /// For the block of weight rows `o..o + 4` of w [out, inp] (f32 or bf16 bits), which
-        /// `tiles` tiles multiply in steps that each read one 64-byte line of every row.
+        /// For the block of weight rows `o..o + 4` of w [out, inp] (f32 or bf16 bits), columns
+        /// `cols`, which `tiles` tiles multiply in steps that each read one 64-byte line of
+        /// every row.
         pub(in crate::kernels) fn for_block<T>(
             w: &[T],
             inp: usize,
             out: usize,
             o: usize,
+            cols: std::ops::Range<usize>,
             tiles: usize,
         ) -> Self {
-            let (base, row_bytes) = (w.as_ptr() as usize, inp * std::mem::size_of::<T>());
+            let size = std::mem::size_of::<T>();
+            let (base, row_bytes) = (w.as_ptr() as usize, inp * size);
             let end_of_w = base + out * row_bytes;
-            let start = base + o * row_bytes + PREFETCH_AHEAD_BYTES;
-            // The block has 4 * row_bytes / 64 lines and its tiles take row_bytes / 64 steps
-            // each, so 4 / tiles lines per step cover it.
+            let segment_bytes = cols.len() * size;
+            // A block has 4 segments of segment_bytes / 64 lines, and its tiles take about as
+            // many steps each, so 4 / tiles lines per step cover the block ahead.
+            let lines_per_step = 4usize.div_ceil(tiles.max(1));
+            let (start, segment_bytes, segments) = if segment_bytes == row_bytes {
+                // Whole rows: the weights ahead are one contiguous run.
+                (
+                    base + o * row_bytes + PREFETCH_AHEAD_BYTES,
+                    4 * row_bytes,
+                    1,
+                )
+            } else {
+                // The same columns of the rows of a block far enough ahead.
+                let blocks_ahead = PREFETCH_AHEAD_BYTES.div_ceil(4 * segment_bytes);
+                let first = (o + 4 * blocks_ahead).min(out);
+                let rows = (out - first).min(4);
+                (
+                    base + first * row_bytes + cols.start * size,
+                    segment_bytes,
+                    rows,
+                )
+            };
+            let start = start.min(end_of_w);
             Self {
-                next: (start & !63).min(end_of_w) as *const u8,
-                end: (start + 4 * row_bytes).min(end_of_w) as *const u8,
-                lines_per_step: 4usize.div_ceil(tiles.max(1)),
+                next: start & !63,
+                segment_start: start,
+                segment_end: (start + segment_bytes).min(end_of_w),
+                segment_bytes,
+                stride: row_bytes,
+                segments_left: segments.max(1) - 1,
+                lines_per_step,
             }
         }
 
@@ -193,14 +233,42 @@ pub(super) mod x86 {
         #[inline(always)]
         pub(in crate::kernels) fn step(&mut self) {
             for _ in 0..self.lines_per_step {
-                if self.next < self.end {
-                    // SAFETY: a prefetch reads nothing and cannot fault; `next` is inside w.
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(self.next as *const i8) };
-                    self.next = self.next.wrapping_add(64);
+                if self.next >= self.segment_end {
+                    if self.segments_left == 0 {
+                        return;
+                    }
+                    // The next row's segment (segment mode only, so still inside w).
+                    self.segments_left -= 1;
+                    self.segment_start += self.stride;
+                    self.segment_end = self.segment_start + self.segment_bytes;
+                    self.next = self.segment_start & !63;
                 }
+                // SAFETY: a prefetch reads nothing and cannot fault; `next` is inside w.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.next as *const i8) };
+                self.next += 64;
             }
         }
     }
+
+    /// Bytes of input rows above which a product takes its columns in passes: a third of this
+    /// core's 48 KiB L1, the rest being for the weight block and the lines prefetched. The
+    /// 1536 -> 384 product per e5 pass (`streaming`): 4 rows (24 KiB) 1.09-1.15 ms in one
+    /// pass, 0.86-0.87 in passes; 2 rows (12 KiB) 0.84-0.85 in one, 0.88-0.92 in passes.
+    const INPUT_IN_L1_BYTES: usize = 16 * 1024;
+
+    /// Columns per pass when the input rows are longer than `INPUT_IN_L1_BYTES`.
+    ///
+    /// Every block of four weight rows is multiplied by all the input rows; when those do not
+    /// stay in L1 (the FFN's 1536 -> 384 product: 6 KiB a row), each block reloaded them from
+    /// L2, and that product took 1.5-1.7x as long as the 384 -> 1536 one of the same size. In
+    /// passes over at most 512 columns (3 at 1536), each adding its sums into y, the rows'
+    /// slices stay in L1 across all the blocks. The products of an e5 pass, weights out of
+    /// cache (`streaming`), 5 / 8 / 10 rows: 2.56-2.72 / 2.85-3.01 / 3.40-3.57 ms ->
+    /// 2.35-2.41 / 2.45-2.55 / 2.95-3.13 ms. The forward pass, p50 ms, three alternating rounds
+    /// of two builds: MiniLM-L6 at 7 / 10 tokens 1.18-1.26 / 1.69-1.79 -> 0.98-1.05 /
+    /// 1.43-1.48; e5 at 5 / 10 / 17 tokens 3.07-3.13 / 3.66-3.77 / 5.40-5.54 -> 2.36-2.53 /
+    /// 2.98-3.04 / 4.66-4.77. Passes of 384 columns gained a little less.
+    const PASS_MAX_COLUMNS: usize = 512;
 
     /// Tiles of up to 4 input rows x 4 weight rows in 16-float registers: 16 accumulators,
     /// 4 + 4 loads per 16 FMAs, 24 of AVX-512's 32 registers. 6-row tiles (28 registers) ran
@@ -217,29 +285,42 @@ pub(super) mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
+        let passes = if rows * inp * 4 > INPUT_IN_L1_BYTES {
+            inp.div_ceil(PASS_MAX_COLUMNS)
+        } else {
+            1
+        };
+        // A multiple of 16 columns, so every pass starts at the same offset from a cache line.
+        let width = inp.div_ceil(passes).next_multiple_of(16);
+        let tiles = rows.div_ceil(4);
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
-            for o in (0..out).step_by(4) {
-                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(4));
-                let mut r = 0;
-                while r + 4 <= rows {
-                    tile_avx512::<4>(x, r, inp, w, b, out, o, y, pf);
-                    r += 4;
-                }
-                match rows - r {
-                    3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, pf),
-                    2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, pf),
-                    1 => tile_avx512::<1>(x, r, inp, w, b, out, o, y, pf),
-                    _ => {}
+            for first in (0..inp).step_by(width) {
+                let cols = first..(first + width).min(inp);
+                let add = first > 0;
+                for o in (0..out).step_by(4) {
+                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
+                    let mut r = 0;
+                    while r + 4 <= rows {
+                        tile_avx512::<4>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
+                        r += 4;
+                    }
+                    match rows - r {
+                        3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        1 => tile_avx512::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        _ => {}
+                    }
                 }
             }
         }
     }
 
-    /// y[r..r+MR, o..o+4] from x rows r..r+MR and weight rows o..o+4, prefetching on the way.
+    /// y[r..r+MR, o..o+4] from x rows r..r+MR and weight rows o..o+4 over columns `cols`
+    /// (plus the bias), or added to y when `add`, prefetching on the way.
     ///
     /// SAFETY: x is [>= r + MR, inp], w is [>= o + 4, inp], y is [>= r + MR, out], b has
-    /// >= o + 4 floats, inp % 16 == 0.
+    /// >= o + 4 floats, cols lies in 0..inp, inp % 16 == 0.
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -253,29 +334,57 @@ pub(super) mod x86 {
         o: usize,
         y: &mut [f32],
         prefetch: &mut Prefetch,
+        cols: std::ops::Range<usize>,
+        add: bool,
     ) {
         unsafe {
-            let px = x.as_ptr().add(r * inp);
-            let pw = w.as_ptr().add(o * inp);
+            let px = x.as_ptr().add(r * inp + cols.start);
+            let pw = w.as_ptr().add(o * inp + cols.start);
+            let n = cols.len();
             let mut acc = [[_mm512_setzero_ps(); 4]; MR];
             // Start at the weights' first 64-byte boundary so that no load straddles two cache
             // lines: safetensors data sits at an arbitrary offset (16 bytes past a line in the
             // e5 file, 24 in MiniLM's), and with every load split, copying the weights to an
             // aligned buffer made a MiniLM query 2.9 -> 2.2 ms. The floats before the
             // boundary and after the last full step go through masked loads.
-            let lead = ((64 - pw as usize % 64) % 64 / 4).min(inp);
+            let lead = ((64 - pw as usize % 64) % 64 / 4).min(n);
             if lead > 0 {
                 fma_step(&mut acc, px, pw, inp, 0, (1u16 << lead) - 1, prefetch);
             }
             let mut k = lead;
-            while k + 16 <= inp {
+            while k + 16 <= n {
                 fma_step(&mut acc, px, pw, inp, k, u16::MAX, prefetch);
                 k += 16;
             }
-            if k < inp {
-                fma_step(&mut acc, px, pw, inp, k, (1u16 << (inp - k)) - 1, prefetch);
+            if k < n {
+                fma_step(&mut acc, px, pw, inp, k, (1u16 << (n - k)) - 1, prefetch);
             }
-            store_tile(&acc, r, b, out, o, y);
+            if add {
+                add_tile(&acc, r, out, o, y);
+            } else {
+                store_tile(&acc, r, b, out, o, y);
+            }
+        }
+    }
+
+    /// y[r + i, o + j] += sum of acc[i][j]'s 16 lanes, for the MR x 4 tile.
+    ///
+    /// SAFETY: y is [>= r + MR, out].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn add_tile<const MR: usize>(
+        acc: &[[__m512; 4]; MR],
+        r: usize,
+        out: usize,
+        o: usize,
+        y: &mut [f32],
+    ) {
+        // SAFETY: the 4-float loads and stores lie inside y (the caller's guarantee).
+        unsafe {
+            for (i, acc) in acc.iter().enumerate() {
+                let p = y.as_mut_ptr().add((r + i) * out + o);
+                _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), tile_row_sums(acc)));
+            }
         }
     }
 
@@ -296,18 +405,24 @@ pub(super) mod x86 {
         unsafe {
             let bias = _mm_loadu_ps(b.as_ptr().add(o));
             for (i, acc) in acc.iter().enumerate() {
-                let sums = sum4([
-                    fold_halves(acc[0]),
-                    fold_halves(acc[1]),
-                    fold_halves(acc[2]),
-                    fold_halves(acc[3]),
-                ]);
                 _mm_storeu_ps(
                     y.as_mut_ptr().add((r + i) * out + o),
-                    _mm_add_ps(sums, bias),
+                    _mm_add_ps(tile_row_sums(acc), bias),
                 );
             }
         }
+    }
+
+    /// The four 16-lane sums of one tile row.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn tile_row_sums(acc: &[__m512; 4]) -> __m128 {
+        sum4([
+            fold_halves(acc[0]),
+            fold_halves(acc[1]),
+            fold_halves(acc[2]),
+            fold_halves(acc[3]),
+        ])
     }
 
     /// acc[i][j] += x[r + i, k..k + 16] * w[o + j, k..k + 16] lane-wise, for the lanes in
@@ -367,7 +482,7 @@ pub(super) mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(2));
+                let pf = &mut Prefetch::for_block(w, inp, out, o, 0..inp, rows.div_ceil(2));
                 let mut r = 0;
                 while r + 2 <= rows {
                     tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf);
@@ -506,8 +621,19 @@ mod tests {
     #[test]
     fn every_path_matches_naive() {
         // (inp, out): odd shapes take the portable path, multiples of 8/16 the SIMD ones,
-        // multiples of 32 outputs the packed one (inp 45: the packing's column remainder).
-        for (inp, out) in [(45, 13), (48, 12), (64, 20), (384, 8), (45, 32), (384, 64)] {
+        // multiples of 32 outputs the packed one (inp 45: the packing's column remainder);
+        // inputs of 1040 and 1536 floats take the AVX-512 kernel's column passes from 4 and 3
+        // rows (1040: three passes, the last shorter).
+        for (inp, out) in [
+            (45, 13),
+            (48, 12),
+            (64, 20),
+            (384, 8),
+            (45, 32),
+            (384, 64),
+            (1040, 8),
+            (1536, 4),
+        ] {
             // Weights at every float offset from a cache line: the kernels' masked first and
             // last steps depend on it. 32 and more rows take the packed path in `linear`.
             for (rows, shift) in [1, 2, 3, 4, 5, 7, 8, 9, 33, 41]
@@ -558,7 +684,7 @@ mod tests {
                 for (name, y) in &paths {
                     // The packed kernel sums over k in order, as sgemm does, and is up to
                     // ~1.2e-6 off relative (1.7e-5 at 13.9); the others' 16 partial sums stay
-                    // within 1e-5.
+                    // within 1e-5, or 5e-7 relative for the long rows (AVX2: 3e-7 at 81.8).
                     let packed = *name == "packed"
                         || (*name == "linear"
                             && super::super::linear_packed::applies(rows, inp, out));
@@ -566,7 +692,7 @@ mod tests {
                         let bound = if packed {
                             2e-6 * e.abs().max(10.0)
                         } else {
-                            1e-5
+                            (5e-7 * e.abs()).max(1e-5)
                         };
                         assert!(
                             (a - e).abs() < bound,
@@ -625,20 +751,27 @@ mod tests {
     }
 
     /// ms and GB/s of the products of a 12-layer e5-shape pass by input rows, with the weights
-    /// (85 MB) out of cache as a query finds them, and GFLOP/s: where streaming the weights and
-    /// multiplying stop overlapping (`x86::Prefetch`). With `LAYERS=1` the same layer 12 times
+    /// (85 MB) out of cache as a query finds them, GFLOP/s, and each kind of product's share:
+    /// where streaming the weights and multiplying stop overlapping (`x86::Prefetch`,
+    /// `x86::PASS_MAX_COLUMNS`). With `LAYERS=1` the same layer 12 times
     /// (from L3) for comparison:
     /// `RAYON_NUM_THREADS=1 cargo test --release -p embed-core --lib streaming -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn streaming() {
         let distinct: u32 = std::env::var("LAYERS").map_or(12, |v| v.parse().expect("LAYERS"));
-        let products = [(384, 384), (384, 384), (384, 384), (384, 384), (384, 1536), (1536, 384)];
+        let products = [
+            (384, 384),
+            (384, 384),
+            (384, 384),
+            (384, 384),
+            (384, 1536),
+            (1536, 384),
+        ];
         let layers: Vec<Vec<(Vec<f32>, Vec<f32>)>> = (0..distinct)
             .map(|l| {
-                let weights = |&(inp, out): &(usize, usize)| {
-                    (values(inp * out, 7 + l), values(out, 3))
-                };
+                let weights =
+                    |&(inp, out): &(usize, usize)| (values(inp * out, 7 + l), values(out, 3));
                 products.iter().map(weights).collect()
             })
             .collect();
@@ -659,10 +792,24 @@ mod tests {
                 .collect();
             ms.sort_by(f64::total_cmp);
             let p50 = ms[ms.len() / 2];
+            // Each kind of product alone, summed over the 12 layers (mean of 20 passes).
+            let mut each = [0f64; 6];
+            for _ in 0..20 {
+                for layer in layers.iter().cycle().take(12) {
+                    for (e, (&(inp, out), (w, b))) in
+                        each.iter_mut().zip(products.iter().zip(layer))
+                    {
+                        let t = std::time::Instant::now();
+                        linear(&x[..rows * inp], rows, inp, w, b, out, &mut y[..rows * out]);
+                        *e += t.elapsed().as_secs_f64() * 1e3 / 20.0;
+                    }
+                }
+            }
             println!(
-                "{rows:>2} rows: {p50:.2} ms, {:.1} GB/s, {:.0} GFLOP/s",
+                "{rows:>2} rows: {p50:.2} ms, {:.1} GB/s, {:.0} GFLOP/s; q k v o / up / down: {:.2} {:.2} {:.2} {:.2} / {:.2} / {:.2} ms",
                 bytes / p50 / 1e6,
-                2.0 * rows as f64 * bytes / 4.0 / p50 / 1e6
+                2.0 * rows as f64 * bytes / 4.0 / p50 / 1e6,
+                each[0], each[1], each[2], each[3], each[4], each[5]
             );
         }
     }

@@ -144,7 +144,7 @@ mod x86 {
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
             for o in (0..out).step_by(4) {
-                let pf = &mut Prefetch::for_block(w, inp, out, o, rows.div_ceil(4));
+                let pf = &mut Prefetch::for_block(w, inp, out, o, 0..inp, rows.div_ceil(4));
                 let mut r = 0;
                 while r + 4 <= rows {
                     tile::<4>(x, r, inp, w, b, out, o, y, pf);
