@@ -6,7 +6,7 @@
 //! accumulated in registers, each group of four reduced into one 4-float store. Each weight
 //! row is streamed from memory once per call and reused from L1 by every tile, and every tile
 //! prefetches a share of the weights 16 KiB ahead (`x86::Prefetch`). Input rows too long to
-//! stay in L1 are taken in passes over their columns (`x86::PASS_MAX_COLUMNS`).
+//! stay in L1 are taken in passes over their columns (`x86::column_passes`).
 //!
 //! Measured on the 2-core EPYC (AVX-512, 1 thread, '갈비탕', 350 names in chunks of 32), each
 //! step on top of the previous one:
@@ -19,7 +19,7 @@
 //! - (later, with the tokenizer and batch kernels changed in between) the prefetch spread over
 //!   the tiles and column passes for long input rows: e5 '갈비탕' ~3.2 -> ~2.4 ms, MiniLM-L6's
 //!   (10 tokens there) ~1.9 -> ~1.45 ms; the steps' own figures are at `x86::Prefetch` and
-//!   `x86::PASS_MAX_COLUMNS`.
+//!   `x86::PASS_MAX_BYTES`.
 //!
 //! The floors on this machine: streaming MiniLM's 42 MB of layer weights at the 33 GB/s one
 //! core reads takes 1.3 ms (e5: 85 MB, 2.6 ms); its AVX-512 FMAs peak at 265 GFLOP/s.
@@ -256,19 +256,42 @@ pub(super) mod x86 {
     /// pass, 0.86-0.87 in passes; 2 rows (12 KiB) 0.84-0.85 in one, 0.88-0.92 in passes.
     const INPUT_IN_L1_BYTES: usize = 16 * 1024;
 
-    /// Columns per pass when the input rows are longer than `INPUT_IN_L1_BYTES`.
+    /// Bytes of a row per pass when the input rows are longer than `INPUT_IN_L1_BYTES`.
     ///
     /// Every block of four weight rows is multiplied by all the input rows; when those do not
     /// stay in L1 (the FFN's 1536 -> 384 product: 6 KiB a row), each block reloaded them from
     /// L2, and that product took 1.5-1.7x as long as the 384 -> 1536 one of the same size. In
-    /// passes over at most 512 columns (3 at 1536), each adding its sums into y, the rows'
-    /// slices stay in L1 across all the blocks. The products of an e5 pass, weights out of
-    /// cache (`streaming`), 5 / 8 / 10 rows: 2.56-2.72 / 2.85-3.01 / 3.40-3.57 ms ->
-    /// 2.35-2.41 / 2.45-2.55 / 2.95-3.13 ms. The forward pass, p50 ms, three alternating rounds
-    /// of two builds: MiniLM-L6 at 7 / 10 tokens 1.18-1.26 / 1.69-1.79 -> 0.98-1.05 /
-    /// 1.43-1.48; e5 at 5 / 10 / 17 tokens 3.07-3.13 / 3.66-3.77 / 5.40-5.54 -> 2.36-2.53 /
-    /// 2.98-3.04 / 4.66-4.77. Passes of 384 columns gained a little less.
-    const PASS_MAX_COLUMNS: usize = 512;
+    /// passes over at most 2 KiB of each row (512 fp32 columns, 3 passes at 1536), each adding
+    /// its sums into y, the rows' slices stay in L1 across all the blocks. The products of an
+    /// e5 pass, weights out of cache (`streaming`), 5 / 8 / 10 rows: 2.56-2.72 / 2.85-3.01 /
+    /// 3.40-3.57 ms -> 2.35-2.41 / 2.45-2.55 / 2.95-3.13 ms. The forward pass, p50 ms, three
+    /// alternating rounds of two builds: MiniLM-L6 at 7 / 10 tokens 1.18-1.26 / 1.69-1.79 ->
+    /// 0.98-1.05 / 1.43-1.48; e5 at 5 / 10 / 17 tokens 3.07-3.13 / 3.66-3.77 / 5.40-5.54 ->
+    /// 2.36-2.53 / 2.98-3.04 / 4.66-4.77. Passes of 384 columns gained a little less. The AVX2 and bf16
+    /// kernels take the same passes: AVX2 (`KERNEL=avx2`, the same machine) 3.10-3.12 /
+    /// 4.86-5.01 ms at 5 / 10 rows -> 2.75-2.89 / 4.25-4.26; bf16 e5 at 10 tokens 1.93-2.02 ->
+    /// 1.67-1.75 ms.
+    const PASS_MAX_BYTES: usize = 2048;
+
+    /// The column ranges a product over `rows` input rows of `inp` values of `size` bytes is
+    /// multiplied in: all at once when the rows fit in `INPUT_IN_L1_BYTES`, else passes of at
+    /// most `PASS_MAX_BYTES` a row, each a whole number of 64-byte lines (so every pass starts
+    /// at the same offset from a cache line). Passes after the first add into y.
+    pub(in crate::kernels) fn column_passes(
+        rows: usize,
+        inp: usize,
+        size: usize,
+    ) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let passes = if rows * inp * size > INPUT_IN_L1_BYTES {
+            (inp * size).div_ceil(PASS_MAX_BYTES)
+        } else {
+            1
+        };
+        let width = inp.div_ceil(passes).next_multiple_of(64 / size);
+        (0..inp)
+            .step_by(width)
+            .map(move |k| k..(k + width).min(inp))
+    }
 
     /// Tiles of up to 4 input rows x 4 weight rows in 16-float registers: 16 accumulators,
     /// 4 + 4 loads per 16 FMAs, 24 of AVX-512's 32 registers. 6-row tiles (28 registers) ran
@@ -285,19 +308,11 @@ pub(super) mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
-        let passes = if rows * inp * 4 > INPUT_IN_L1_BYTES {
-            inp.div_ceil(PASS_MAX_COLUMNS)
-        } else {
-            1
-        };
-        // A multiple of 16 columns, so every pass starts at the same offset from a cache line.
-        let width = inp.div_ceil(passes).next_multiple_of(16);
         let tiles = rows.div_ceil(4);
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
-            for first in (0..inp).step_by(width) {
-                let cols = first..(first + width).min(inp);
-                let add = first > 0;
+            for cols in column_passes(rows, inp, 4) {
+                let add = cols.start > 0;
                 for o in (0..out).step_by(4) {
                     let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
                     let mut r = 0;
@@ -372,7 +387,7 @@ pub(super) mod x86 {
     /// SAFETY: y is [>= r + MR, out].
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn add_tile<const MR: usize>(
+    pub(in crate::kernels) unsafe fn add_tile<const MR: usize>(
         acc: &[[__m512; 4]; MR],
         r: usize,
         out: usize,
@@ -479,23 +494,28 @@ pub(super) mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
+        let tiles = rows.div_ceil(2);
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
-            for o in (0..out).step_by(4) {
-                let pf = &mut Prefetch::for_block(w, inp, out, o, 0..inp, rows.div_ceil(2));
-                let mut r = 0;
-                while r + 2 <= rows {
-                    tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf);
-                    r += 2;
-                }
-                if r < rows {
-                    tile_avx2::<1>(x, r, inp, w, b, out, o, y, pf);
+            for cols in column_passes(rows, inp, 4) {
+                let add = cols.start > 0;
+                for o in (0..out).step_by(4) {
+                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
+                    let mut r = 0;
+                    while r + 2 <= rows {
+                        tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
+                        r += 2;
+                    }
+                    if r < rows {
+                        tile_avx2::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
+                    }
                 }
             }
         }
     }
 
-    /// As `tile_avx512` with 8-float registers. SAFETY: as there, with inp % 8 == 0.
+    /// As `tile_avx512` with 8-float registers. SAFETY: as there, with inp % 8 == 0 and the
+    /// columns' ends multiples of 8.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -509,13 +529,15 @@ pub(super) mod x86 {
         o: usize,
         y: &mut [f32],
         prefetch: &mut Prefetch,
+        cols: std::ops::Range<usize>,
+        add: bool,
     ) {
         unsafe {
-            let px = x.as_ptr().add(r * inp);
-            let pw = w.as_ptr().add(o * inp);
+            let px = x.as_ptr().add(r * inp + cols.start);
+            let pw = w.as_ptr().add(o * inp + cols.start);
             let mut acc = [[_mm256_setzero_ps(); 4]; MR];
             let mut k = 0;
-            while k < inp {
+            while k < cols.len() {
                 if k % 16 == 0 {
                     // One 64-byte line of every row per two 8-float steps.
                     prefetch.step();
@@ -534,13 +556,12 @@ pub(super) mod x86 {
                 }
                 k += 8;
             }
+            // The bias with the first pass's sums, each later pass's sums added to them.
             let bias = _mm_loadu_ps(b.as_ptr().add(o));
             for (i, acc) in acc.iter().enumerate() {
-                let sums = sum4(*acc);
-                _mm_storeu_ps(
-                    y.as_mut_ptr().add((r + i) * out + o),
-                    _mm_add_ps(sums, bias),
-                );
+                let p = y.as_mut_ptr().add((r + i) * out + o);
+                let base = if add { _mm_loadu_ps(p) } else { bias };
+                _mm_storeu_ps(p, _mm_add_ps(base, sum4(*acc)));
             }
         }
     }
@@ -753,13 +774,25 @@ mod tests {
     /// ms and GB/s of the products of a 12-layer e5-shape pass by input rows, with the weights
     /// (85 MB) out of cache as a query finds them, GFLOP/s, and each kind of product's share:
     /// where streaming the weights and multiplying stop overlapping (`x86::Prefetch`,
-    /// `x86::PASS_MAX_COLUMNS`). With `LAYERS=1` the same layer 12 times
-    /// (from L3) for comparison:
+    /// `x86::PASS_MAX_BYTES`). With `LAYERS=1` the same layer 12 times (from L3) for
+    /// comparison; with `KERNEL=avx2` the AVX2 kernel instead of the best this CPU has:
     /// `RAYON_NUM_THREADS=1 cargo test --release -p embed-core --lib streaming -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn streaming() {
         let distinct: u32 = std::env::var("LAYERS").map_or(12, |v| v.parse().expect("LAYERS"));
+        let avx2 = std::env::var("KERNEL").is_ok_and(|k| k == "avx2");
+        let linear = |x: &[f32], rows, inp, w: &[f32], b: &[f32], out, y: &mut [f32]| {
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                assert!(
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+                );
+                // SAFETY: features checked; the shapes are multiples of 8 and 4.
+                return unsafe { x86::linear_avx2(x, rows, inp, w, b, out, y) };
+            }
+            linear(x, rows, inp, w, b, out, y)
+        };
         let products = [
             (384, 384),
             (384, 384),

@@ -124,7 +124,7 @@ fn linear_bf16_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::linear::x86::{store_tile, Prefetch};
+    use super::super::linear::x86::{add_tile, column_passes, store_tile, Prefetch};
 
     /// The fp32 kernel's structure (linear.rs) with 32 bf16 pairs per register: 4 x 4 tiles,
     /// the weights ahead prefetched a share per tile.
@@ -141,26 +141,31 @@ mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
+        let tiles = rows.div_ceil(4);
         // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
         unsafe {
-            for o in (0..out).step_by(4) {
-                let pf = &mut Prefetch::for_block(w, inp, out, o, 0..inp, rows.div_ceil(4));
-                let mut r = 0;
-                while r + 4 <= rows {
-                    tile::<4>(x, r, inp, w, b, out, o, y, pf);
-                    r += 4;
-                }
-                match rows - r {
-                    3 => tile::<3>(x, r, inp, w, b, out, o, y, pf),
-                    2 => tile::<2>(x, r, inp, w, b, out, o, y, pf),
-                    1 => tile::<1>(x, r, inp, w, b, out, o, y, pf),
-                    _ => {}
+            for cols in column_passes(rows, inp, 2) {
+                let add = cols.start > 0;
+                for o in (0..out).step_by(4) {
+                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
+                    let mut r = 0;
+                    while r + 4 <= rows {
+                        tile::<4>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
+                        r += 4;
+                    }
+                    match rows - r {
+                        3 => tile::<3>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        2 => tile::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        1 => tile::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
+                        _ => {}
+                    }
                 }
             }
         }
     }
 
-    /// SAFETY: as `linear_avx512bf16`, for rows r..r + MR and weight rows o..o + 4.
+    /// SAFETY: as `linear_avx512bf16`, for rows r..r + MR, weight rows o..o + 4 and columns
+    /// `cols` (ends multiples of 32); with `add` the sums go into y without the bias.
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -174,16 +179,18 @@ mod x86 {
         o: usize,
         y: &mut [f32],
         prefetch: &mut Prefetch,
+        cols: std::ops::Range<usize>,
+        add: bool,
     ) {
         unsafe {
-            let px = x.as_ptr().add(r * inp);
-            let pw = w.as_ptr().add(o * inp);
+            let px = x.as_ptr().add(r * inp + cols.start);
+            let pw = w.as_ptr().add(o * inp + cols.start);
             let load = |p: *const u16| -> __m512bh {
                 std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p as *const _))
             };
             let mut acc = [[_mm512_setzero_ps(); 4]; MR];
             let mut k = 0;
-            while k < inp {
+            while k < cols.len() {
                 prefetch.step();
                 let wv = [
                     load(pw.add(k)),
@@ -199,7 +206,11 @@ mod x86 {
                 }
                 k += 32;
             }
-            store_tile(&acc, r, b, out, o, y);
+            if add {
+                add_tile(&acc, r, out, o, y);
+            } else {
+                store_tile(&acc, r, b, out, o, y);
+            }
         }
     }
 }
@@ -222,7 +233,8 @@ mod tests {
     /// Both paths against an f64 sum of the same bf16-rounded values.
     #[test]
     fn kernels_match_rounded_reference() {
-        for (inp, out) in [(64, 8), (384, 12), (40, 6)] {
+        // 1536 and 2080 inputs take column passes at 9 rows (2080: three, the last shorter).
+        for (inp, out) in [(64, 8), (384, 12), (40, 6), (1536, 8), (2080, 4)] {
             for rows in [1, 3, 4, 5, 9] {
                 let x: Vec<f32> = (0..rows * inp)
                     .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
