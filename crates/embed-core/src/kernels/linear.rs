@@ -167,9 +167,9 @@ pub(super) mod x86 {
     /// two adding up instead of overlapping: with the weights out of cache, 10 rows ran at
     /// ~100 GFLOP/s against ~180 with the same weights in L3 (the ignored `streaming` test).
     ///
-    /// The lines walked are `segments` runs of `segment_bytes`, `stride` bytes apart: one run
-    /// when the tiles multiply whole rows (the weights ahead are contiguous), four (one per
-    /// row of the block ahead) when they multiply a range of columns (`linear_avx512`'s passes).
+    /// The lines walked are runs of `segment_bytes`, `stride` bytes apart: one run when the
+    /// tiles multiply whole rows (the weights ahead are contiguous), four (one per row of the
+    /// block ahead) when they multiply a range of columns (`column_passes`).
     pub(in crate::kernels) struct Prefetch {
         next: usize,
         segment_start: usize,
@@ -258,19 +258,18 @@ pub(super) mod x86 {
 
     /// Bytes of a row per pass when the input rows are longer than `INPUT_IN_L1_BYTES`.
     ///
-    /// Every block of four weight rows is multiplied by all the input rows; when those do not
-    /// stay in L1 (the FFN's 1536 -> 384 product: 6 KiB a row), each block reloaded them from
-    /// L2, and that product took 1.5-1.7x as long as the 384 -> 1536 one of the same size. In
-    /// passes over at most 2 KiB of each row (512 fp32 columns, 3 passes at 1536), each adding
-    /// its sums into y, the rows' slices stay in L1 across all the blocks. The products of an
-    /// e5 pass, weights out of cache (`streaming`), 5 / 8 / 10 rows: 2.56-2.72 / 2.85-3.01 /
-    /// 3.40-3.57 ms -> 2.35-2.41 / 2.45-2.55 / 2.95-3.13 ms. The forward pass, p50 ms, three
-    /// alternating rounds of two builds: MiniLM-L6 at 7 / 10 tokens 1.18-1.26 / 1.69-1.79 ->
-    /// 0.98-1.05 / 1.43-1.48; e5 at 5 / 10 / 17 tokens 3.07-3.13 / 3.66-3.77 / 5.40-5.54 ->
-    /// 2.36-2.53 / 2.98-3.04 / 4.66-4.77. Passes of 384 columns gained a little less. The AVX2 and bf16
-    /// kernels take the same passes: AVX2 (`KERNEL=avx2`, the same machine) 3.10-3.12 /
-    /// 4.86-5.01 ms at 5 / 10 rows -> 2.75-2.89 / 4.25-4.26; bf16 e5 at 10 tokens 1.93-2.02 ->
-    /// 1.67-1.75 ms.
+    /// Every block of four weight rows is multiplied by all the input rows; when those do not stay
+    /// in L1 (the FFN's 1536 -> 384 product: 6 KiB a row), each block reloaded them from L2, and
+    /// that product took 1.5-1.7x as long as the 384 -> 1536 one of the same size. In passes over
+    /// at most 2 KiB of each row (512 fp32 columns, 3 passes at 1536), each adding its sums into y,
+    /// the rows' slices stay in L1 across all the blocks. The products of an e5 pass, weights out
+    /// of cache (`streaming`), 5 / 8 / 10 rows: 2.56-2.72 / 2.85-3.01 / 3.40-3.57 ms -> 2.35-2.41 /
+    /// 2.45-2.55 / 2.95-3.13 ms. The forward pass, p50 ms, three alternating rounds of two builds:
+    /// MiniLM-L6 at 7 / 10 tokens 1.18-1.26 / 1.69-1.79 -> 0.98-1.05 / 1.43-1.48; e5 at 5 / 10 / 17
+    /// tokens 3.07-3.13 / 3.66-3.77 / 5.40-5.54 -> 2.36-2.53 / 2.98-3.04 / 4.66-4.77. Passes of 384
+    /// columns gained a little less. The AVX2 and bf16 kernels take the same passes: AVX2
+    /// (`KERNEL=avx2`, the same machine) 3.10-3.12 / 4.86-5.01 ms at 5 / 10 rows -> 2.75-2.89 /
+    /// 4.25-4.26; bf16 e5 at 10 tokens 1.93-2.02 -> 1.67-1.75 ms.
     const PASS_MAX_BYTES: usize = 2048;
 
     /// The column ranges a product over `rows` input rows of `inp` values of `size` bytes is

@@ -233,7 +233,7 @@ mod tests {
     /// Both paths against an f64 sum of the same bf16-rounded values.
     #[test]
     fn kernels_match_rounded_reference() {
-        // 1536 and 2080 inputs take column passes at 9 rows (2080: three, the last shorter).
+        // Column passes: 1536 inputs from 6 rows (here 9), 2080 from 4 (three, the last shorter).
         for (inp, out) in [(64, 8), (384, 12), (40, 6), (1536, 8), (2080, 4)] {
             for rows in [1, 3, 4, 5, 9] {
                 let x: Vec<f32> = (0..rows * inp)
