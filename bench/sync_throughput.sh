@@ -7,7 +7,9 @@
 #   backfill        CALL uhok_embed_backfill(...) over the same rows with no vectors
 #   initial load    the trigger INSERT into the table without its HNSW index, then CREATE INDEX
 # and, as the reference, sentence-transformers (torch CPU, one thread) at its best batch size on
-# the same names, in the same run (the environment bench/vs_sentence_transformers.sh builds).
+# the same names, in the same run (the environment bench/vs_sentence_transformers.sh builds);
+# and, for the trigger and backfill, the old pipeline's same job: sentence-transformers, then its
+# vectors written into the same indexed table (that write timed in this run).
 #
 # usage: bench/sync_throughput.sh [MODEL_FOLDER_NAME]   (default: the default model)
 # BENCH_ROWS=N changes the row count (default 10000).
