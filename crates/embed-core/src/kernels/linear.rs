@@ -184,7 +184,7 @@ pub(super) mod x86 {
         /// For the block of weight rows `o..o + 4` of w [out, inp] (f32 or bf16 bits), columns
         /// `cols`, which `tiles` tiles multiply in steps that each read one 64-byte line of
         /// every row.
-        pub(in crate::kernels) fn for_block<T>(
+        fn for_block<T>(
             w: &[T],
             inp: usize,
             out: usize,
@@ -276,7 +276,7 @@ pub(super) mod x86 {
     /// multiplied in: all at once when the rows fit in `INPUT_IN_L1_BYTES`, else passes of at
     /// most `PASS_MAX_BYTES` a row, each a whole number of 64-byte lines (so every pass starts
     /// at the same offset from a cache line). Passes after the first add into y.
-    pub(in crate::kernels) fn column_passes(
+    fn column_passes(
         rows: usize,
         inp: usize,
         size: usize,
@@ -307,24 +307,40 @@ pub(super) mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
-        let tiles = rows.div_ceil(4);
-        // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
-        unsafe {
-            for cols in column_passes(rows, inp, 4) {
-                let add = cols.start > 0;
-                for o in (0..out).step_by(4) {
-                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
-                    let mut r = 0;
-                    while r + 4 <= rows {
-                        tile_avx512::<4>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
-                        r += 4;
-                    }
-                    match rows - r {
-                        3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        1 => tile_avx512::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        _ => {}
-                    }
+        for_each_tile(w, rows, inp, out, 4, |r, mr, o, cols, add, pf| {
+            // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the
+            // shapes; `for_each_tile` keeps r + mr <= rows, o + 4 <= out, cols in 0..inp).
+            unsafe {
+                match mr {
+                    4 => tile_avx512::<4>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    3 => tile_avx512::<3>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    2 => tile_avx512::<2>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    _ => tile_avx512::<1>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                }
+            }
+        });
+    }
+
+    /// Calls `tile(r, mr, o, cols, add, prefetch)` for every tile of a product of `rows` input
+    /// rows and w [out, inp] (out % 4 == 0): each pass over columns (`column_passes`, `add`
+    /// after the first), each block of four weight rows (one `Prefetch` each), and the rows in
+    /// tiles of `max_rows` (the last smaller). The in-place kernels differ only in their tiles.
+    #[inline(always)]
+    pub(in crate::kernels) fn for_each_tile<T>(
+        w: &[T],
+        rows: usize,
+        inp: usize,
+        out: usize,
+        max_rows: usize,
+        mut tile: impl FnMut(usize, usize, usize, std::ops::Range<usize>, bool, &mut Prefetch),
+    ) {
+        let tiles = rows.div_ceil(max_rows);
+        for cols in column_passes(rows, inp, std::mem::size_of::<T>()) {
+            let add = cols.start > 0;
+            for o in (0..out).step_by(4) {
+                let prefetch = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
+                for r in (0..rows).step_by(max_rows) {
+                    tile(r, (rows - r).min(max_rows), o, cols.clone(), add, prefetch);
                 }
             }
         }
@@ -493,24 +509,16 @@ pub(super) mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
-        let tiles = rows.div_ceil(2);
-        // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
-        unsafe {
-            for cols in column_passes(rows, inp, 4) {
-                let add = cols.start > 0;
-                for o in (0..out).step_by(4) {
-                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
-                    let mut r = 0;
-                    while r + 2 <= rows {
-                        tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
-                        r += 2;
-                    }
-                    if r < rows {
-                        tile_avx2::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
-                    }
+        for_each_tile(w, rows, inp, out, 2, |r, mr, o, cols, add, pf| {
+            // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the
+            // shapes; `for_each_tile` keeps r + mr <= rows, o + 4 <= out, cols in 0..inp).
+            unsafe {
+                match mr {
+                    2 => tile_avx2::<2>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    _ => tile_avx2::<1>(x, r, inp, w, b, out, o, y, pf, cols, add),
                 }
             }
-        }
+        });
     }
 
     /// As `tile_avx512` with 8-float registers. SAFETY: as there, with inp % 8 == 0 and the

@@ -124,7 +124,7 @@ fn linear_bf16_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::linear::x86::{add_tile, column_passes, store_tile, Prefetch};
+    use super::super::linear::x86::{add_tile, for_each_tile, store_tile, Prefetch};
 
     /// The fp32 kernel's structure (linear.rs) with 32 bf16 pairs per register: 4 x 4 tiles,
     /// the weights ahead prefetched a share per tile.
@@ -141,27 +141,18 @@ mod x86 {
         out: usize,
         y: &mut [f32],
     ) {
-        let tiles = rows.div_ceil(4);
-        // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the shapes).
-        unsafe {
-            for cols in column_passes(rows, inp, 2) {
-                let add = cols.start > 0;
-                for o in (0..out).step_by(4) {
-                    let pf = &mut Prefetch::for_block(w, inp, out, o, cols.clone(), tiles);
-                    let mut r = 0;
-                    while r + 4 <= rows {
-                        tile::<4>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add);
-                        r += 4;
-                    }
-                    match rows - r {
-                        3 => tile::<3>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        2 => tile::<2>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        1 => tile::<1>(x, r, inp, w, b, out, o, y, pf, cols.clone(), add),
-                        _ => {}
-                    }
+        for_each_tile(w, rows, inp, out, 4, |r, mr, o, cols, add, pf| {
+            // SAFETY: every tile lies inside x, w, b and y (the caller's guarantee on the
+            // shapes; `for_each_tile` keeps r + mr <= rows, o + 4 <= out, cols in 0..inp).
+            unsafe {
+                match mr {
+                    4 => tile::<4>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    3 => tile::<3>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    2 => tile::<2>(x, r, inp, w, b, out, o, y, pf, cols, add),
+                    _ => tile::<1>(x, r, inp, w, b, out, o, y, pf, cols, add),
                 }
             }
-        }
+        });
     }
 
     /// SAFETY: as `linear_avx512bf16`, for rows r..r + MR, weight rows o..o + 4 and columns
