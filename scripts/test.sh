@@ -62,6 +62,10 @@ for t in tests/concurrency/*.sh; do
 done
 bash tests/preload.sh $((port + 1))
 result "tests/preload.sh" $?
+bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh" $?
+bash tests/released_scripts.sh
+result "tests/released_scripts.sh" $?
 set -e
 
 step "Dockerfile: hadolint"

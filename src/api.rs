@@ -38,13 +38,18 @@ pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
 /// One forward pass per `uhok_embed.batch_size` texts (sorted by length first), results
 /// in input order, NULL elements give NULL elements. Each result equals uhok_embed() of its
 /// element. IMMUTABLE for the same reasons as uhok_embed().
+///
+/// The texts are read in place from the array (not copied), and each is tokenized only as far
+/// as the model can use (see embed-core's tokenize.rs), so a call's memory is bounded by the
+/// array PostgreSQL already holds plus one forward pass.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn uhok_embed_batch(
-    inputs: Vec<Option<String>>,
+    inputs: pgrx::Array<'_, &str>,
     normalize: default!(bool, true),
 ) -> Vec<Option<Vector>> {
     let model = model_cache::get();
-    let present: Vec<&str> = inputs.iter().flatten().map(String::as_str).collect();
+    let inputs: Vec<Option<&str>> = inputs.iter().collect();
+    let present: Vec<&str> = inputs.iter().flatten().copied().collect();
     let mut passes = 0;
     let vectors = model
         .embed_many(&present, normalize, gucs::batch_size(), || {
@@ -57,7 +62,7 @@ pub fn uhok_embed_batch(
     let mut vectors = vectors.into_iter();
     inputs
         .iter()
-        .map(|input| input.as_ref().and_then(|_| vectors.next()).map(Vector))
+        .map(|input| input.and_then(|_| vectors.next()).map(Vector))
         .collect()
 }
 
@@ -128,6 +133,9 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
                 ("vocab_size".into(), json!(m.vocab_size)),
                 ("load_ms".into(), json!((m.load_ms * 10.0).round() / 10.0)),
                 ("backend".into(), json!(m.backend)),
+                // The loaded model serves from private snapshots; true when the folder's files
+                // changed since (the next transaction loads them again).
+                ("files_changed".into(), json!(model.files_changed())),
             ]);
         }
         Err(failure) => {

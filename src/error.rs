@@ -23,6 +23,18 @@ pub fn raise(err: EmbedError, model_path: Option<&str>) -> ! {
         EmbedError::InvalidConfig { .. }
         | EmbedError::InvalidTokenizer { .. }
         | EmbedError::InvalidWeights { .. } => (ERRCODE_CONFIG_FILE_ERROR, Some(MODEL_HINT)),
+        EmbedError::FileChanged { .. } => (
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Some("Someone is writing the model file now (a copy in progress?). Retry once it is complete; to replace a model without this, copy the new folder beside the old one and move it into place, or re-run scripts/install-models.sh."),
+        ),
+        EmbedError::Snapshot { .. } => (
+            ERRCODE_IO_ERROR,
+            Some("uhok_embed reads models from private copies in the data directory's uhok_embed folder (one per model content, the size of model.safetensors): make room on the data directory's disk, or check that folder's permissions."),
+        ),
+        EmbedError::OutOfMemory { .. } => (
+            ERRCODE_OUT_OF_MEMORY,
+            Some("Lower uhok_embed.batch_size, or embed fewer texts per call."),
+        ),
         EmbedError::Tokenize { .. } => (ERRCODE_INVALID_PARAMETER_VALUE, None),
         // A failed forward pass on a model that loaded is a bug, not bad input.
         EmbedError::Inference { .. } => (ERRCODE_INTERNAL_ERROR, None),
@@ -48,4 +60,32 @@ pub fn raise_bad_setting(message: String, hint: &str) -> ! {
     .set_hint(hint)
     .report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// Raises feature_not_supported unless the current database is UTF8 (see lib.rs's
+/// require_utf8 for why); checked once per backend.
+pub fn require_utf8_database() {
+    thread_local! {
+        static CHECKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if CHECKED.get() {
+        return;
+    }
+    // SAFETY: plain reads of the database encoding, set at backend start.
+    let (encoding, name) = unsafe {
+        (
+            pgrx::pg_sys::GetDatabaseEncoding(),
+            std::ffi::CStr::from_ptr(pgrx::pg_sys::GetDatabaseEncodingName()).to_string_lossy(),
+        )
+    };
+    if encoding != pgrx::pg_sys::pg_enc::PG_UTF8 as i32 {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("uhok_embed requires a UTF8 database, and this one is {name}"),
+            "uhok_embed",
+        )
+        .set_hint("Use the extension from a database created with ENCODING 'UTF8'; the client may still use any encoding.")
+        .report(PgLogLevel::ERROR);
+    }
+    CHECKED.set(true);
 }

@@ -49,11 +49,13 @@ pub fn register() {
         GucFlags::default(),
     );
     // One thread by default: a server runs many backends, and candle's default of one thread
-    // per core in every backend oversubscribes the CPU.
+    // per core in every backend oversubscribes the CPU. Any user may raise it for a session,
+    // but never past the CPUs the server may use (embed_core::threads clamps it), and the
+    // threads block every signal.
     GucRegistry::define_int_guc(
         c"uhok_embed.threads",
         c"Compute threads each backend uses for an embedding forward pass.",
-        c"The default, 1, never oversubscribes a server running many backends.",
+        c"The default, 1, never oversubscribes a server running many backends; values above the number of CPUs the server may use count as that number.",
         &THREADS,
         1,
         64,
@@ -63,7 +65,7 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"uhok_embed.batch_size",
         c"Texts per forward pass in uhok_embed_batch(), the sync triggers and backfill.",
-        c"Larger chunks amortise per-pass overhead (the weights are read once per pass); the statement's texts are sorted by length first.",
+        c"Larger chunks amortise per-pass overhead (the weights are read once per pass); the statement's texts are sorted by length first. A pass also takes at most 64 MB of activations, whatever the batch size.",
         &BATCH_SIZE,
         1,
         4096,
@@ -82,10 +84,10 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"uhok_embed.cache_size",
         c"Recent uhok_embed() results each backend keeps (0 disables the cache).",
-        c"A repeated query text is answered from the cache without running the model. About 1.6 kB per entry at 384 dimensions.",
+        c"A repeated query text (of at most 1 kB) is answered from the cache without running the model. About 1.6 kB per entry at 384 dimensions, at most 16384 entries.",
         &CACHE_SIZE,
         0,
-        1_000_000,
+        16_384,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -99,8 +101,9 @@ pub fn model_path_setting() -> String {
         .unwrap_or_else(|| DEFAULT_MODEL_PATH.to_string_lossy().into_owned())
 }
 
+/// Compute threads in effect: the setting, at most the CPUs this server may use.
 pub fn threads() -> usize {
-    THREADS.get().max(1) as usize
+    (THREADS.get().max(1) as usize).min(embed_core::threads::max_threads())
 }
 
 pub fn batch_size() -> usize {

@@ -16,15 +16,43 @@ mod vector;
 
 pgrx::pg_module_magic!();
 
-/// Registers settings. Under shared_preload_libraries (in the postmaster) it also loads the
-/// model once for every backend to inherit; it never starts a thread there.
+// Texts reach Rust as UTF-8 &str: in a database of another encoding (EUC_KR is common in Korea)
+// every call would fail with pgrx's UTF-8 error (XX000). Refused here, before anything is
+// created; error::require_utf8_database() says the same to a call from such a database.
+pgrx::extension_sql!(
+    r#"
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'uhok_embed requires a UTF8 database, and this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (for example CREATE DATABASE ... TEMPLATE template0 ENCODING ''UTF8'' LOCALE ''C.UTF-8''); the client may still use any encoding (client_encoding).';
+    END IF;
+END
+$$;
+"#,
+    name = "require_utf8",
+    bootstrap
+);
+
+/// Registers settings and the interrupt check. Under shared_preload_libraries (in the
+/// postmaster) it also loads the model once for every backend to inherit; it never starts a
+/// thread there.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    // embed-core polls this between the steps of long work, on the backend's own thread, so
+    // statement_timeout and pg_cancel_backend stop a forward pass, a tokenization or a copy.
+    embed_core::interrupt::set_hook(poll_interrupts);
     // SAFETY: a plain read of a PostgreSQL global that is set while preload libraries load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         model_cache::preload();
     }
+}
+
+/// CHECK_FOR_INTERRUPTS: raises the pending cancel or timeout, if any, as an ERROR.
+fn poll_interrupts() {
+    check_for_interrupts!();
 }
 
 #[cfg(test)]

@@ -1,14 +1,20 @@
-//! One loaded model per backend, loaded on first use and kept for the backend's life.
+//! One loaded model per backend, loaded on first use and kept until it is stale.
 //!
 //! A backend is a single-threaded process, so a thread_local needs no lock. A failed load is not
-//! cached: the next call tries again, so a session can SET a good path after an error. Changing
-//! uhok_embed.model_path makes the next call load the new folder.
+//! cached: the next call tries again, so a session can SET a good path after an error.
+//!
+//! [`try_get`] is the one place that decides when the loaded model is stale: when
+//! uhok_embed.model_path or uhok_embed.precision no longer name it, or when its
+//! model.safetensors or tokenizer.json changed on disk (someone copied a new model over the
+//! folder). The files are checked once per transaction (two stat calls), so every vector and
+//! version a transaction writes comes from one model. Until then the loaded model keeps
+//! serving from its private snapshots, which no change to the folder can reach.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use embed_core::{Backend, Embedder};
+use embed_core::{Backend, Embedder, LoadOptions};
 
 use crate::{error, gucs};
 
@@ -38,12 +44,26 @@ impl Setting {
             gucs::Precision::Fp32 => Backend::Fast,
             gucs::Precision::Bf16 => Backend::FastBf16,
         };
-        Embedder::load_with(&dir, backend).map_err(LoadError::Model)
+        let options = LoadOptions {
+            backend,
+            snapshot_dir: snapshot_dir(),
+        };
+        Embedder::load_from(&dir, &options).map_err(LoadError::Model)
     }
+}
+
+/// Where the private snapshots of model files live: `$PGDATA/uhok_embed`, which only the
+/// server's OS user can write, on the data directory's disk (never /dev/shm).
+pub fn snapshot_dir() -> PathBuf {
+    // SAFETY: DataDir is set before any library is loaded and never changes afterwards.
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) };
+    PathBuf::from(data_dir.to_string_lossy().into_owned()).join("uhok_embed")
 }
 
 thread_local! {
     static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+    /// The transaction (by start time) in which the loaded model's files were last checked.
+    static FILES_CHECKED_IN: Cell<Option<pgrx::pg_sys::TimestampTz>> = const { Cell::new(None) };
     static STATS: Cell<Stats> = const { Cell::new(Stats { texts: 0, forward_passes: 0 }) };
 }
 
@@ -128,7 +148,7 @@ pub fn resolve(setting: &str) -> Result<PathBuf, LoadError> {
     Ok(path)
 }
 
-/// The model the current setting names, if this backend has already loaded it.
+/// The model the current setting names, if this backend has already loaded it (stale or not).
 pub fn loaded() -> Option<Rc<Embedder>> {
     let setting = Setting::current();
     LOADED.with_borrow(|l| {
@@ -138,10 +158,29 @@ pub fn loaded() -> Option<Rc<Embedder>> {
     })
 }
 
-/// The model the current setting names, loading it on first use.
+/// The loaded model, unless its files changed on disk; checked once per transaction.
+fn fresh() -> Option<Rc<Embedder>> {
+    let embedder = loaded()?;
+    // SAFETY: reads the current transaction's start time; functions only run in a transaction.
+    let transaction = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
+    if FILES_CHECKED_IN.get() != Some(transaction) {
+        if embedder.files_changed() {
+            pgrx::log!(
+                "uhok_embed: the files of the loaded model {} changed on disk; loading them again",
+                embedder.version().unwrap_or_default()
+            );
+            return None;
+        }
+        FILES_CHECKED_IN.set(Some(transaction));
+    }
+    Some(embedder)
+}
+
+/// The model the current setting names, loading it on first use and again when it is stale.
 pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
+    error::require_utf8_database();
     apply_thread_setting();
-    if let Some(embedder) = loaded() {
+    if let Some(embedder) = fresh() {
         return Ok(embedder);
     }
     let setting = Setting::current();
@@ -152,6 +191,10 @@ pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
     LOADED.set(Some(Loaded {
         setting,
         embedder: embedder.clone(),
+    }));
+    // SAFETY: as in fresh().
+    FILES_CHECKED_IN.set(Some(unsafe {
+        pgrx::pg_sys::GetCurrentTransactionStartTimestamp()
     }));
     Ok(embedder)
 }
@@ -188,13 +231,17 @@ pub fn get() -> Rc<Embedder> {
     try_get().unwrap_or_else(|e| e.raise(&gucs::model_path_setting()))
 }
 
-/// candle sizes its matrix-product parallelism from RAYON_NUM_THREADS on every call, and rayon
-/// sizes its pool from it when the pool first starts, so setting the variable is enough.
+/// Sizes the compute threads from uhok_embed.threads. embed_core::threads builds a new pool
+/// when the count changes (its threads block every signal); candle's own products (the
+/// fallback for non-fp32 weights) read RAYON_NUM_THREADS for how far to split, and run inside
+/// that pool.
 pub fn apply_thread_setting() {
-    let wanted = gucs::threads().to_string();
+    let wanted = gucs::threads();
+    embed_core::threads::set_threads(wanted);
+    let wanted = wanted.to_string();
     if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(wanted.as_str()) {
-        // The backend's own thread is the only one that reads it: rayon's workers read it only
-        // when the pool starts, during a call from this thread.
+        // Only this backend's own thread reads the variable (candle reads it on the calling
+        // thread before it splits a product).
         std::env::set_var("RAYON_NUM_THREADS", wanted);
     }
 }

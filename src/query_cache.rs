@@ -4,9 +4,17 @@
 //!
 //! Eviction scans for the oldest entry: at the default 1,024 entries that is about a
 //! microsecond, against milliseconds for the forward pass it saves on a hit.
+//!
+//! Memory is bounded: only texts of at most [`MAX_CACHED_TEXT_BYTES`] are cached (queries are
+//! short; a long text is rarely repeated, and keying the cache by it would keep its whole size
+//! per entry), and uhok_embed.cache_size is at most 16,384 entries: at 384 dimensions and the
+//! longest cached texts, under 45 MB per backend.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+/// The longest text cached, in bytes.
+pub const MAX_CACHED_TEXT_BYTES: usize = 1024;
 
 #[derive(Default)]
 struct Cache {
@@ -27,7 +35,7 @@ pub fn get_or_insert<E>(
     capacity: usize,
     compute: impl FnOnce() -> Result<Vec<f32>, E>,
 ) -> Result<Vec<f32>, E> {
-    if capacity == 0 {
+    if capacity == 0 || text.len() > MAX_CACHED_TEXT_BYTES {
         return compute();
     }
     let key = (text.to_owned(), normalize);

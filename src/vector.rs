@@ -61,21 +61,58 @@ thread_local! {
     static VECTOR_OID: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
 
+/// Forgets the cached OID whenever any type changes in the catalog: after `DROP EXTENSION
+/// vector CASCADE; CREATE EXTENSION ...` in one session the old OID named a type that no longer
+/// exists ("cache lookup failed for type N"). Type changes are rare; the next call looks it up
+/// again (one catalog query).
+unsafe extern "C-unwind" fn forget_vector_oid(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    VECTOR_OID.set(None);
+}
+
+thread_local! {
+    static INVALIDATION_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The OID of pgvector's `vector` type, found through the extension that owns it (so it works
 /// whatever schema pgvector lives in and whatever the search_path is).
 pub fn vector_type_oid() -> pg_sys::Oid {
     if let Some(oid) = VECTOR_OID.get() {
         return oid;
     }
+    if !INVALIDATION_REGISTERED.get() {
+        // SAFETY: registers a callback that only clears a thread-local; backends never
+        // unregister syscache callbacks, and this runs once per backend.
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(
+                pg_sys::SysCacheIdentifier::TYPEOID as i32,
+                Some(forget_vector_oid),
+                pg_sys::Datum::from(0),
+            );
+        }
+        INVALIDATION_REGISTERED.set(true);
+    }
     let oid = Spi::get_one::<pg_sys::Oid>(
+        // Every operator and type qualified: this runs under the caller's search_path, and an
+        // unqualified `=` would run whatever a schema ahead of pg_catalog defines.
         "SELECT t.oid FROM pg_catalog.pg_type t \
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e' \
-         JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
-         WHERE e.extname = 'vector' AND t.typname = 'vector'",
+         JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass \
+              AND d.objid OPERATOR(pg_catalog.=) t.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'::pg_catalog.\"char\" \
+         JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid \
+         WHERE e.extname OPERATOR(pg_catalog.=) 'vector'::pg_catalog.name \
+           AND t.typname OPERATOR(pg_catalog.=) 'vector'::pg_catalog.name",
     )
     .ok()
     .flatten()
-    .unwrap_or_else(|| error!("pgvector's vector type was not found"));
+    .unwrap_or_else(|| {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "pgvector's vector type was not found",
+            "uhok_embed",
+        )
+        .set_hint("CREATE EXTENSION vector (uhok_embed requires it).")
+        .report(pgrx::PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    });
     VECTOR_OID.set(Some(oid));
     oid
 }

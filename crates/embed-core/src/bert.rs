@@ -1,5 +1,6 @@
 //! A BERT encoder forward pass written for sentence embedding on a CPU, reading its weights in
-//! place from the memory-mapped model.safetensors.
+//! place from the memory-mapped private snapshot of model.safetensors (snapshot.rs: the user's
+//! file itself is never mapped, so no copy over it can fault a backend).
 //!
 //! Why not candle's BertModel (still used for non-fp32 weights, see model.rs):
 //! - Memory: candle copies every weight out of the mapping into its own buffers, so each
@@ -15,7 +16,6 @@
 //! Numerics follow Hugging Face's BertModel in fp32: exact-erf GELU, LayerNorm with the config's
 //! eps, softmax with max subtraction, scores divided by sqrt(head_dim).
 
-use std::fs::File;
 use std::path::Path;
 
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
@@ -105,21 +105,15 @@ pub struct PackedTokens<'a> {
 }
 
 impl FastBert {
-    /// Maps model.safetensors and checks every tensor against config.json. Returns Ok(None) when
+    /// Takes the mapped snapshot of model.safetensors (`path` is the user's file, for messages)
+    /// and checks every tensor against config.json. Returns Ok(None) when
     /// the weights are not fp32 (the caller falls back to candle, which converts them). With
     /// `bf16`, the layers' matrix products run in bf16 on a rounded copy of their weights.
-    pub fn load(path: &Path, config: &BertConfig, bf16: bool) -> Result<Option<Self>> {
+    pub fn load(path: &Path, mmap: Mmap, config: &BertConfig, bf16: bool) -> Result<Option<Self>> {
         let bad = |reason: String| EmbedError::weights(path, reason);
         if config.hidden_act != HiddenAct::Gelu {
             return Ok(None);
         }
-        let file = File::open(path).map_err(|e| EmbedError::FileUnreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        // SAFETY: the mapping is read-only and lives as long as FastBert. The file must not be
-        // rewritten in place while mapped (installers replace it with a new file, which is safe).
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
         let tensors = SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
         let prefix = if tensors.names().iter().any(|n| n.starts_with("bert.")) {
             "bert."
@@ -244,7 +238,8 @@ impl FastBert {
     fn w(&self, w: W) -> &[f32] {
         // SAFETY: `load` checked that [offset, offset + 4 * len) lies inside the mapping (the
         // safetensors header validation) and that offset is 4-byte aligned; the bytes are
-        // little-endian f32, which is this target's layout.
+        // little-endian f32, which is this target's layout. The mapping is of a private
+        // snapshot that nobody writes or truncates, so reading it cannot fault.
         unsafe { std::slice::from_raw_parts(self.mmap.as_ptr().add(w.offset) as *const f32, w.len) }
     }
 
@@ -283,8 +278,10 @@ impl FastBert {
             self.w(self.position),
             self.w(self.token_type),
         );
+        // Every buffer is allocated fallibly: a failure is an error, never an abort (the caller
+        // bounds tokens per pass, so this is a last line of defence).
         let buffer = |len| LineOffsetBuf::zeros(len, self.line_offset);
-        let mut x = buffer(n * h);
+        let mut x = buffer(n * h)?;
         let mut t = 0;
         for &len in tokens.lengths {
             for p in 0..len {
@@ -300,16 +297,20 @@ impl FastBert {
         self.layer_norm(&self.embedding_norm, &mut x);
 
         let inter = self.layers.first().map_or(0, |l| l.intermediate.out);
-        let (mut q, mut k, mut v) = (buffer(n * h), buffer(n * h), buffer(n * h));
-        let mut ctx = buffer(n * h);
-        let mut tmp = buffer(n * h);
-        let mut ffn = buffer(n * inter);
+        let (mut q, mut k, mut v) = (buffer(n * h)?, buffer(n * h)?, buffer(n * h)?);
+        let mut ctx = buffer(n * h)?;
+        let mut tmp = buffer(n * h)?;
+        let mut ffn = buffer(n * inter)?;
         let max_len = tokens.lengths.iter().copied().max().unwrap_or(0);
-        let mut scratch = vec![0f32; kernels::attention_scratch_len(max_len, h / self.heads)];
+        let mut scratch = zeroed(kernels::attention_scratch_len(max_len, h / self.heads))?;
+        // The caller may cancel between products (interrupt.rs), on this thread.
+        let poll = crate::interrupt::poll;
         for layer in &self.layers {
+            poll();
             self.linear(&layer.query, &x, n, &mut q);
             self.linear(&layer.key, &x, n, &mut k);
             self.linear(&layer.value, &x, n, &mut v);
+            poll();
             let mut start = 0;
             for &len in tokens.lengths {
                 kernels::attention(
@@ -324,11 +325,14 @@ impl FastBert {
                 );
                 start += len;
             }
+            poll();
             self.linear(&layer.attention_out, &ctx, n, &mut tmp);
             kernels::add_assign(&mut x, &tmp);
             self.layer_norm(&layer.attention_norm, &mut x);
+            poll();
             self.linear(&layer.intermediate, &x, n, &mut ffn);
             kernels::gelu_erf(&mut ffn);
+            poll();
             self.linear(&layer.output, &ffn, n, &mut tmp);
             kernels::add_assign(&mut x, &tmp);
             self.layer_norm(&layer.output_norm, &mut x);
@@ -344,13 +348,24 @@ struct LineOffsetBuf {
     len: usize,
 }
 
+/// `len` zeroed floats, or OutOfMemory instead of the abort that `vec!` gives on failure.
+fn zeroed(len: usize) -> Result<Vec<f32>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| EmbedError::OutOfMemory {
+            bytes: len.saturating_mul(4),
+        })?;
+    buf.resize(len, 0.0);
+    Ok(buf)
+}
+
 impl LineOffsetBuf {
-    fn zeros(len: usize, line_offset: usize) -> Self {
-        let buf = vec![0f32; len + 16];
+    fn zeros(len: usize, line_offset: usize) -> Result<Self> {
+        let buf = zeroed(len + 16)?;
         let misplaced = (buf.as_ptr() as usize + 64 - line_offset) % 64;
         // Vec<f32> is 4-byte aligned and line_offset a multiple of 4 (checked at load).
         let start = (64 - misplaced) % 64 / 4;
-        Self { buf, start, len }
+        Ok(Self { buf, start, len })
     }
 
     fn into_vec(mut self) -> Vec<f32> {
@@ -381,7 +396,7 @@ mod tests {
     fn line_offset_buf_starts_where_asked() {
         for offset in (0..64).step_by(4) {
             for len in [1, 17, 4096] {
-                let mut b = LineOffsetBuf::zeros(len, offset);
+                let mut b = LineOffsetBuf::zeros(len, offset).unwrap();
                 assert_eq!((b.as_ptr() as usize % 64, b.len()), (offset, len));
                 b[len - 1] = 1.0;
                 let v = b.into_vec();

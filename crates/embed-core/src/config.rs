@@ -71,8 +71,13 @@ pub(crate) fn require_file(path: &Path) -> Result<()> {
     }
 }
 
+/// The largest JSON configuration file read (real ones are a few KiB): a wrong file copied
+/// into the folder's place costs an error, not its size in memory.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| match e.kind() {
+    use std::io::Read;
+    let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => EmbedError::FileMissing {
             path: path.to_owned(),
         },
@@ -80,7 +85,20 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
             path: path.to_owned(),
             reason: e.to_string(),
         },
-    })
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(EmbedError::config(
+            path,
+            format!("the file is larger than {} MiB", MAX_CONFIG_BYTES >> 20),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {

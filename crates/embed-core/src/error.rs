@@ -18,6 +18,12 @@ pub enum EmbedError {
     InvalidTokenizer { path: PathBuf, reason: String },
     /// model.safetensors is truncated, corrupt, or its tensors do not fit config.json.
     InvalidWeights { path: PathBuf, reason: String },
+    /// A model file changed while it was being read (an admin is copying a new one over it).
+    FileChanged { path: PathBuf },
+    /// The private snapshot of a model file could not be written or mapped (see snapshot.rs).
+    Snapshot { path: PathBuf, reason: String },
+    /// A buffer of the forward pass could not be allocated.
+    OutOfMemory { bytes: usize },
     /// An input could not be tokenised.
     Tokenize { reason: String },
     /// The forward pass failed: a bug, never the user's input.
@@ -35,8 +41,10 @@ impl EmbedError {
             | Self::FileUnreadable { path, .. }
             | Self::InvalidConfig { path, .. }
             | Self::InvalidTokenizer { path, .. }
-            | Self::InvalidWeights { path, .. } => Some(path),
-            Self::Tokenize { .. } | Self::Inference { .. } => None,
+            | Self::InvalidWeights { path, .. }
+            | Self::FileChanged { path }
+            | Self::Snapshot { path, .. } => Some(path),
+            Self::Tokenize { .. } | Self::Inference { .. } | Self::OutOfMemory { .. } => None,
         }
     }
 
@@ -98,6 +106,26 @@ impl fmt::Display for EmbedError {
                     f,
                     "invalid model weights file \"{}\": {reason}",
                     path.display()
+                )
+            }
+            Self::FileChanged { path } => {
+                write!(
+                    f,
+                    "model file \"{}\" changed while it was being read",
+                    path.display()
+                )
+            }
+            Self::Snapshot { path, reason } => {
+                write!(
+                    f,
+                    "could not write the private copy of a model file in \"{}\": {reason}",
+                    path.display()
+                )
+            }
+            Self::OutOfMemory { bytes } => {
+                write!(
+                    f,
+                    "out of memory: could not allocate {bytes} bytes for the forward pass"
                 )
             }
             Self::Tokenize { reason } => write!(f, "could not tokenize input: {reason}"),

@@ -10,15 +10,16 @@
 mod bert;
 pub mod config;
 pub mod error;
+pub mod interrupt;
 mod kernels;
 pub mod model;
 pub mod pool;
+pub mod snapshot;
+pub mod threads;
 pub mod tokenize;
 mod unigram;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,7 +28,35 @@ pub use config::{ModelFiles, PipelineConfig, PoolingMode};
 pub use error::{EmbedError, Result};
 pub use model::Backend;
 use model::Encoder;
+use snapshot::Snapshot;
 use tokenize::TextTokenizer;
+
+/// Bytes of activations one forward pass may allocate (the seven [tokens, hidden] and
+/// [tokens, intermediate] buffers): 64 MiB is 4,369 tokens at the e5 shape, so the default
+/// batch of 32 texts of 128 tokens (4,096) is one pass as before, while a batch_size of 4096
+/// long texts (which asked for 32 GB in one pass) becomes many passes of this size.
+const PASS_ACTIVATION_BYTES: usize = 64 << 20;
+
+/// How a model folder is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub backend: Backend,
+    /// Where the private snapshots of the mapped files live (see snapshot.rs): a folder only
+    /// this process's OS user writes. The extension uses `$PGDATA/uhok_embed`.
+    pub snapshot_dir: PathBuf,
+}
+
+impl LoadOptions {
+    /// The fast fp32 forward pass, snapshots in a per-user folder under the temporary directory.
+    pub fn new(backend: Backend) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        Self {
+            backend,
+            snapshot_dir: std::env::temp_dir().join(format!("embed-core-snapshots-{uid}")),
+        }
+    }
+}
 
 /// A loaded model folder, ready to embed.
 pub struct Embedder {
@@ -37,8 +66,10 @@ pub struct Embedder {
     tokenizer: TextTokenizer,
     encoder: Encoder,
     load_time: Duration,
-    /// Hashing 470 MB of weights takes ~0.3 s, so it is done on first request, not at load.
-    weights_sha256: OnceLock<String>,
+    /// The private copies the encoder and the tokenizer map; kept for their hashes and to
+    /// tell when the user's files changed.
+    weights: Snapshot,
+    tokenizer_file: Snapshot,
 }
 
 /// What `uhok_embed_info()` reports about a loaded model.
@@ -65,11 +96,25 @@ impl Embedder {
 
     /// Loads with a chosen forward-pass implementation (the benchmarks compare them).
     pub fn load_with(dir: &Path, backend: Backend) -> Result<Self> {
+        Self::load_from(dir, &LoadOptions::new(backend))
+    }
+
+    /// Loads a model folder, mapping private snapshots of its large files (snapshot.rs), never
+    /// the files themselves.
+    pub fn load_from(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let started = Instant::now();
         let files = ModelFiles::in_dir(dir)?;
         let pipeline = PipelineConfig::read(&files)?;
-        let tokenizer = TextTokenizer::load(&files.tokenizer, &pipeline)?;
-        let encoder = Encoder::load(&files.weights, &pipeline.bert, backend)?;
+        let poll = &mut interrupt::poll;
+        let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
+        let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_snapshot, &pipeline)?;
+        let weights_snapshot = snapshot::snapshot(&files.weights, &options.snapshot_dir, poll)?;
+        let encoder = Encoder::load(
+            &files.weights,
+            &weights_snapshot,
+            &pipeline.bert,
+            options.backend,
+        )?;
         if tokenizer.vocab_size() > pipeline.bert.vocab_size {
             return Err(EmbedError::InvalidTokenizer {
                 path: files.tokenizer.clone(),
@@ -94,8 +139,17 @@ impl Embedder {
             tokenizer,
             encoder,
             load_time: started.elapsed(),
-            weights_sha256: OnceLock::new(),
+            weights: weights_snapshot,
+            tokenizer_file: tokenizer_snapshot,
         })
+    }
+
+    /// True when model.safetensors or tokenizer.json in the folder is no longer the file this
+    /// embedder copied (written, truncated, replaced, removed, chmod'ed). The embedder itself
+    /// keeps working from its snapshots either way; the caller decides when to reload. Two stat
+    /// calls, a few microseconds.
+    pub fn files_changed(&self) -> bool {
+        self.weights.source_changed() || self.tokenizer_file.source_changed()
     }
 
     pub fn name(&self) -> &str {
@@ -135,12 +189,30 @@ impl Embedder {
     ) -> Result<Vec<Vec<f32>>> {
         let encoded = texts
             .iter()
-            .map(|t| self.tokenizer.encode(t))
+            .map(|t| {
+                interrupt::poll();
+                self.tokenizer.encode(t)
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(chunk_size.max(1)) {
+        let max_tokens = self.tokens_per_pass();
+        let mut rest = &order[..];
+        while !rest.is_empty() {
+            // Up to chunk_size texts and max_tokens tokens (a text never exceeds max_seq_length
+            // tokens, and max_tokens is at least that, so every chunk takes one text or more).
+            let mut take = 0;
+            let mut tokens = 0;
+            while take < rest.len() && take < chunk_size.max(1) {
+                tokens += encoded[rest[take]].len();
+                if take > 0 && tokens > max_tokens {
+                    break;
+                }
+                take += 1;
+            }
+            let (chunk, later) = rest.split_at(take);
+            rest = later;
             between_chunks();
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
             for (&i, v) in chunk.iter().zip(self.forward(&rows, normalize)?) {
@@ -148,6 +220,14 @@ impl Embedder {
             }
         }
         Ok(out)
+    }
+
+    /// Tokens one forward pass takes at most: what [`PASS_ACTIVATION_BYTES`] holds at this
+    /// model's shape, and never less than one text of max_seq_length tokens.
+    pub fn tokens_per_pass(&self) -> usize {
+        let bert = &self.pipeline.bert;
+        let per_token = 4 * (6 * bert.hidden_size + bert.intermediate_size);
+        (PASS_ACTIVATION_BYTES / per_token.max(1)).max(self.tokenizer.max_seq_length())
     }
 
     fn forward(&self, rows: &[&[u32]], normalize: bool) -> Result<Vec<Vec<f32>>> {
@@ -176,21 +256,20 @@ impl Embedder {
     }
 
     /// A stable identity for what produced a vector: folder name plus the first 16 hex digits
-    /// of model.safetensors' SHA-256 (`sha256sum model.safetensors` shows the same digits),
-    /// and `+bf16` when the products run in bf16 (those vectors differ slightly).
+    /// of the SHA-256 of the model.safetensors that was loaded (`sha256sum model.safetensors`
+    /// shows the same digits while the file is unchanged), and `+bf16` when the products run
+    /// in bf16 (those vectors differ slightly). It is the hash of the private copy in use, so
+    /// it names these weights even after the user's file changed.
     pub fn version(&self) -> Result<String> {
-        let hash = match self.weights_sha256.get() {
-            Some(hash) => hash,
-            None => {
-                let hash = sha256_file(&self.files.weights)?;
-                self.weights_sha256.get_or_init(|| hash)
-            }
-        };
         let precision = match self.encoder.backend() {
             Backend::FastBf16 => "+bf16",
             Backend::Fast | Backend::Candle => "",
         };
-        Ok(format!("{}@{}{precision}", self.name, &hash[..16]))
+        Ok(format!(
+            "{}@{}{precision}",
+            self.name,
+            &self.weights.sha256[..16]
+        ))
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -213,29 +292,6 @@ impl Embedder {
             backend: self.encoder.backend().name(),
         }
     }
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let unreadable = |e: std::io::Error| EmbedError::FileUnreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(unreadable)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// A file of one of the test models (scripts/install-models.sh installs them; point

@@ -14,6 +14,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
 use crate::bert::{FastBert, PackedTokens};
 use crate::error::{EmbedError, Result};
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -43,21 +44,30 @@ pub enum Encoder {
 }
 
 impl Encoder {
-    pub fn load(weights: &Path, bert: &BertConfig, backend: Backend) -> Result<Self> {
-        crate::config::require_file(weights)?;
+    /// Loads the weights from `snapshot`, the private copy of `weights` (snapshot.rs).
+    pub fn load(
+        weights: &Path,
+        snapshot: &Snapshot,
+        bert: &BertConfig,
+        backend: Backend,
+    ) -> Result<Self> {
         if backend != Backend::Candle {
-            if let Some(fast) = FastBert::load(weights, bert, backend == Backend::FastBf16)? {
+            if let Some(fast) =
+                FastBert::load(weights, snapshot.map()?, bert, backend == Backend::FastBf16)?
+            {
                 return Ok(Self::Fast(fast));
             }
         }
-        // SAFETY: the weights stay memory-mapped while candle copies them out; the file must not
-        // be rewritten in place meanwhile. safetensors checks the header and that every tensor
-        // lies inside the file, so a truncated file is an error here, not a fault later.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-                .map_err(|e| weights_error(weights, e))?;
+        // SAFETY: candle maps the snapshot, which nobody rewrites, while it copies the weights
+        // out. safetensors checks the header and that every tensor lies inside the file, so a
+        // truncated file is an error here, not a fault later.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&snapshot.path], DType::F32, &Device::Cpu)
+        }
+        .map_err(|e| weights_error(&snapshot.path, weights, e))?;
         // Fails with "shape mismatch for ..." when a tensor does not fit config.json.
-        let model = BertModel::load(vb, bert).map_err(|e| weights_error(weights, e))?;
+        let model =
+            BertModel::load(vb, bert).map_err(|e| weights_error(&snapshot.path, weights, e))?;
         Ok(Self::Candle {
             model,
             hidden_size: bert.hidden_size,
@@ -84,7 +94,13 @@ impl Encoder {
                 })
             }
             Self::Candle { model, hidden_size } => {
-                let padded = candle_forward(model, rows).map_err(EmbedError::inference)?;
+                // candle's products use rayon: inside our pool they run on its threads (which
+                // block signals), never on rayon's global pool.
+                let padded = match crate::threads::pool() {
+                    Some(pool) => pool.install(|| candle_forward(model, rows)),
+                    None => candle_forward(model, rows),
+                }
+                .map_err(EmbedError::inference)?;
                 // Keep each row's real tokens only.
                 let seq_len = lengths.iter().copied().max().unwrap_or(0);
                 let mut packed = Vec::with_capacity(lengths.iter().sum::<usize>() * hidden_size);
@@ -116,9 +132,10 @@ fn candle_forward(model: &BertModel, rows: &[&[u32]]) -> candle_core::Result<Vec
     hidden.flatten_all()?.to_vec1::<f32>()
 }
 
-/// candle prefixes some errors with the file's path, which our message already names.
-fn weights_error(weights: &Path, e: candle_core::Error) -> EmbedError {
+/// candle prefixes some errors with the path it opened (the snapshot's); our message names
+/// the user's file instead.
+fn weights_error(opened: &Path, weights: &Path, e: candle_core::Error) -> EmbedError {
     let text = e.to_string();
-    let prefix = format!("path: {weights:?} ");
+    let prefix = format!("path: {opened:?} ");
     EmbedError::weights(weights, text.strip_prefix(&prefix).unwrap_or(&text))
 }

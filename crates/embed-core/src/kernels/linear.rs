@@ -80,12 +80,18 @@ pub(super) fn in_row_blocks(
             product(x, x.len() / inp, y);
         }
     };
-    // RAYON_NUM_THREADS, which the extension sets from uhok_embed.threads (default 1: no pool).
-    let threads = candle_core::utils::get_num_threads();
-    if threads > 1 && rows >= PARALLEL_MIN_ROWS {
+    // The pool of crate::threads, which the extension sizes from uhok_embed.threads (default 1:
+    // no pool). The calling thread waits in the scope; only compute threads run `product`.
+    let pool = if rows >= PARALLEL_MIN_ROWS {
+        crate::threads::pool()
+    } else {
+        None
+    };
+    if let Some(pool) = pool {
+        let threads = pool.current_num_threads();
         let per_thread = rows.div_ceil(threads).next_multiple_of(4);
         let blocks = &blocks;
-        rayon::scope(|scope| {
+        pool.scope(|scope| {
             for (x, y) in x
                 .chunks(per_thread * inp)
                 .zip(y.chunks_mut(per_thread * out))
@@ -637,7 +643,9 @@ mod tests {
         }
         let (x, w, b) = (values(rows * inp, 4), values(out * inp, 5), values(out, 6));
         let (mut threaded, mut whole) = (vec![0f32; rows * out], vec![0f32; rows * out]);
+        crate::threads::set_threads(2);
         linear(&x, rows, inp, &w, &b, out, &mut threaded);
+        crate::threads::set_threads(1);
         super::super::linear_packed::linear_packed(&x, rows, inp, &w, &b, out, &mut whole);
         assert_eq!(threaded, whole);
         for (a, e) in threaded.iter().zip(naive(&x, rows, inp, &w, &b, out)) {

@@ -1,0 +1,194 @@
+//! File operations on a loaded model's folder, and damaged model files.
+//!
+//! A loaded embedder maps private snapshots (snapshot.rs), so whatever happens to the user's
+//! files afterwards, it keeps embedding with the weights it loaded, says the files changed, and
+//! a new load reads the new files or fails with an error naming the file. A damaged file is an
+//! error at load, never a crash. Each case runs in a copy of all-MiniLM-L6-v2 (90 MB) of its own.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use embed_core::{Backend, EmbedError, Embedder, LoadOptions};
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("UHOK_EMBED_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/postgresql/15/uhok_embed/models"))
+}
+
+/// A fresh copy of a test model and a snapshot folder of its own, removed on drop.
+struct Scratch {
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("embed-core-files-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        copy_dir(&models_dir().join("all-MiniLM-L6-v2"), &root.join("model"));
+        // Old enough to be indexed (snapshot.rs skips files changed in the last 2 s).
+        Self { root }
+    }
+    fn model(&self) -> PathBuf {
+        self.root.join("model")
+    }
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            backend: Backend::Fast,
+            snapshot_dir: self.root.join("snapshots"),
+        }
+    }
+    fn load(&self) -> Result<Embedder, EmbedError> {
+        Embedder::load_from(&self.model(), &self.options())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::set_permissions(self.model().join("model.safetensors"), fs::Permissions::from_mode(0o644));
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let path = fs::canonicalize(entry.path()).unwrap();
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Overwrites `path` in place the way `cp` does: same inode, truncated, then written.
+fn cp_over(path: &Path, content: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+    f.write_all(content).unwrap();
+}
+
+const TEXT: &str = "kimchi stew";
+
+#[test]
+fn a_loaded_model_survives_every_file_operation_on_its_folder() {
+    let s = Scratch::new("ops");
+    let embedder = s.load().unwrap();
+    let expected = embedder.embed(TEXT, true).unwrap();
+    let version = embedder.version().unwrap();
+    assert!(!embedder.files_changed());
+    let weights = s.model().join("model.safetensors");
+    let tokenizer = s.model().join("tokenizer.json");
+    let original = fs::read(&weights).unwrap();
+
+    let mut ops: Vec<(&str, Box<dyn Fn()>)> = vec![
+        ("cp of other bytes over the weights", Box::new(|| cp_over(&weights, &original[..original.len() / 3]))),
+        ("truncate the weights to 0", Box::new(|| cp_over(&weights, b""))),
+        ("half-copied weights", Box::new(|| cp_over(&weights, &original[..original.len() / 2]))),
+        ("weights back, then chmod 000", Box::new(|| {
+            cp_over(&weights, &original);
+            fs::set_permissions(&weights, fs::Permissions::from_mode(0o000)).unwrap();
+        })),
+        ("delete the weights", Box::new(|| {
+            fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+            fs::remove_file(&weights).unwrap();
+        })),
+        ("replace the weights by rename", Box::new(|| {
+            let tmp = s.root.join("new.safetensors");
+            fs::write(&tmp, &original).unwrap();
+            fs::rename(&tmp, &weights).unwrap();
+        })),
+        ("truncate the tokenizer in place", Box::new(|| cp_over(&tokenizer, b"{"))),
+    ];
+    for (what, op) in ops.drain(..) {
+        op();
+        assert!(embedder.files_changed(), "{what}: not noticed");
+        let got = embedder.embed(TEXT, true).unwrap();
+        assert_eq!(got, expected, "{what}: the loaded model changed");
+        assert_eq!(embedder.version().unwrap(), version, "{what}: the version changed");
+        // A new load sees the new files: an error that names one of them, or a model.
+        if let Err(e) = s.load() {
+            let path = e.path().expect("the error names a file").to_owned();
+            assert!(path.starts_with(s.model()), "{what}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_new_model_copied_over_the_old_is_a_new_version() {
+    let s = Scratch::new("newversion");
+    let old = s.load().unwrap();
+    let weights = s.model().join("model.safetensors");
+    let mut bytes = fs::read(&weights).unwrap();
+    // Change one weight (the last byte of the file is inside the last tensor).
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    cp_over(&weights, &bytes);
+    let new = s.load().unwrap();
+    assert_ne!(new.version().unwrap(), old.version().unwrap());
+    assert!(old.files_changed() && !new.files_changed());
+    // sha256sum of the new file starts with the digits the version shows.
+    let hex = new.version().unwrap().rsplit('@').next().unwrap().to_owned();
+    assert_eq!(hex.len(), 16);
+}
+
+/// Flipped and truncated bytes in every file of the folder: the load returns (Ok or an error
+/// naming the folder's file), and a model that loads embeds without a crash.
+#[test]
+fn damaged_model_files_are_errors_not_crashes() {
+    let s = Scratch::new("damage");
+    let files = [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ];
+    let mut state = 0x9e37_79b9_u32;
+    let mut next = |n: usize| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as usize % n.max(1)
+    };
+    let (mut errors, mut loads) = (0, 0);
+    for file in files {
+        let path = s.model().join(file);
+        let good = fs::read(&path).unwrap();
+        // Damage within the first 64 KiB: headers and JSON structure, where parsing happens.
+        let span = good.len().min(64 << 10);
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for cut in [0, 1, 7, 8, 9, span / 3, span / 2, good.len() - 1] {
+            cases.push(good[..cut.min(good.len())].to_vec());
+        }
+        for _ in 0..12 {
+            let mut bad = good.clone();
+            for _ in 0..1 + next(4) {
+                let i = next(span);
+                bad[i] ^= 1 << next(8);
+            }
+            cases.push(bad);
+        }
+        for bad in cases {
+            let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+            f.write_all(&bad).unwrap();
+            f.seek(SeekFrom::Start(0)).unwrap();
+            match s.load() {
+                Ok(embedder) => {
+                    loads += 1;
+                    let _ = embedder.embed(TEXT, true);
+                }
+                Err(e) => {
+                    errors += 1;
+                    let _ = e.to_string();
+                }
+            }
+        }
+        cp_over(&path, &good);
+    }
+    println!("damaged files: {errors} errors, {loads} loads, no crash");
+    assert!(errors > 0);
+}
