@@ -2,8 +2,11 @@
 # Runs every test of uhok_embed on this machine, installing what is missing first:
 #   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
 #   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
-#   3. concurrency scripts on the same cluster (tests/concurrency/), and preloading the model
-#      under shared_preload_libraries on a cluster of its own (tests/preload.sh)
+#   3. concurrency scripts on the same cluster (tests/concurrency/); on clusters of their own
+#      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
+#      file operations on a loaded model's folder (tests/model_files.sh), huge inputs, bounded
+#      settings and cancels (tests/limits.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
+#      that no released SQL script was edited (tests/released_scripts.sh)
 #   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
 set -euo pipefail
@@ -62,6 +65,10 @@ for t in tests/concurrency/*.sh; do
 done
 bash tests/preload.sh $((port + 1))
 result "tests/preload.sh" $?
+bash tests/model_files.sh $((port + 3))
+result "tests/model_files.sh" $?
+bash tests/limits.sh $((port + 4))
+result "tests/limits.sh" $?
 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh" $?
 bash tests/released_scripts.sh

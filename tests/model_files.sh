@@ -35,7 +35,7 @@ touch -d '-1 min' "$m"/* "$work"/*.safetensors "$work/good-tokenizer.json"
 fail=0
 check() {  # check DESCRIPTION EXPECTED ACTUAL
     if [ "$2" = "$3" ]; then echo "  ok: $1"; else
-        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /'; fail=1; fi
+        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /' || true; fail=1; fi
 }
 psql_as() { PGOPTIONS="-c uhok_embed.model_path=$m" psql -X -q -At -h "$cluster" -p "$port" -U postgres -d postgres "$@"; }
 psql_as -c "CREATE EXTENSION uhok_embed CASCADE"
@@ -80,7 +80,7 @@ SELECT vector_dims(uhok_embed('beef soup')), uhok_embed_version() = :'v0';
 COMMIT;
 SELECT uhok_embed_version() = :'v0';
 \\! cp $work/good.safetensors $m/model.safetensors
-\\echo the backend maps snapshots, never the folder's files
+\\echo the backend maps snapshots, never the files of the folder
 SELECT pg_backend_pid() AS pid \\gset
 \\setenv UHOK_PID :pid
 \\! grep -c "$m/" /proc/\$UHOK_PID/maps || true
@@ -111,7 +111,7 @@ a transaction keeps the model it started with
 384|t
 384|t
 f
-the backend maps snapshots, never the folder's files
+the backend maps snapshots, never the files of the folder
 0
 snapshots mapped
 OUT

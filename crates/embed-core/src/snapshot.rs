@@ -44,7 +44,7 @@ use crate::error::{EmbedError, Result};
 const SNAPSHOT_PREFIX: &str = "pgsql_tmp.";
 const INCOMING_PREFIX: &str = "pgsql_tmp.incoming.";
 
-/// A source changed less than this long ago is not indexed: file timestamps are only as fine as
+/// A source written less than this long ago is not indexed: file timestamps are only as fine as
 /// the kernel's clock tick (4 ms here), so a write in the same tick as our copy would leave the
 /// stat data unchanged (git's "racily clean" problem). Such a source is copied again by the next
 /// loader, which finds it older.
@@ -121,7 +121,8 @@ impl StatKey {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        now - self.mtime_ns.max(self.ctime_ns) < RACY_WINDOW.as_nanos() as i128
+        // Only writes race with a copy; a chmod (ctime alone) changes no content.
+        now - self.mtime_ns < RACY_WINDOW.as_nanos() as i128
     }
 }
 
