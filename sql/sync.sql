@@ -342,6 +342,15 @@ BEGIN
         model_version := @extschema@.uhok_embed_version();
     ELSE
         model_version := state->>'model_version';
+        -- Each step is a transaction of its own, and a transaction can load another model than
+        -- the last (uhok_embed.model_path changed, or the folder's files did): never stamp this
+        -- run's version on another model's vectors.
+        IF @extschema@.uhok_embed_version() IS DISTINCT FROM model_version THEN
+            RAISE EXCEPTION 'the model changed while uhok_embed_backfill ran: it started with %, % is loaded now',
+                model_version, @extschema@.uhok_embed_version()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'The rows done so far keep their vectors and versions. CALL uhok_embed_backfill again to continue with the model now loaded.';
+        END IF;
     END IF;
     -- A row needs work when its vector is missing (text but no vector), left over (a vector but
     -- no text), or from another model (its version is not this model's).

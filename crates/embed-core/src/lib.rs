@@ -10,6 +10,8 @@
 mod bert;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz_api;
 pub mod interrupt;
 mod kernels;
 pub mod model;

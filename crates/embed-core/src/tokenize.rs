@@ -105,7 +105,7 @@ impl TextTokenizer {
         }
     }
 
-    fn encode_prepared(&self, text: &str) -> Result<Encoding> {
+    pub(crate) fn encode_prepared(&self, text: &str) -> Result<Encoding> {
         let text = self.prepare(text);
         let encoding: tokenizers::Result<Encoding> =
             with_tokenizer!(&self.inner, t => t.encode(text, true));

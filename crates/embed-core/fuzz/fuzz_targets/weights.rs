@@ -1,0 +1,5 @@
+#![no_main]
+//! embed_core::fuzz_api::weights: arbitrary bytes as that model file; Ok or an error, never a crash.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = embed_core::fuzz_api::weights(data);
+});
