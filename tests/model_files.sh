@@ -24,9 +24,16 @@ m=$work/model
 cp -rL "$models/all-MiniLM-L6-v2" "$m"
 cp "$m/model.safetensors" "$work/good.safetensors"
 cp "$m/tokenizer.json" "$work/good-tokenizer.json"
-# The same model with its last weight changed: another version.
-cp "$m/model.safetensors" "$work/variant.safetensors"
-printf '\x01' | dd of="$work/variant.safetensors" bs=1 seek=$(($(stat -c %s "$m/model.safetensors") - 1)) conv=notrunc status=none
+# The same model with layer 0's query weights negated: another version, other vectors.
+python3 - "$m/model.safetensors" "$work/variant.safetensors" <<'PY'
+import json, struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+begin, end = json.loads(data[8:8 + n])["encoder.layer.0.attention.self.query.weight"]["data_offsets"]
+for i in range(8 + n + begin + 3, 8 + n + end, 4):
+    data[i] ^= 0x80
+open(sys.argv[2], "wb").write(data)
+PY
 cp -r "$m" "$work/copy-of-model"
 chmod -R a+rX "$work"
 # Old enough that the snapshot index trusts their stat data (snapshot.rs RACY_WINDOW).
@@ -135,6 +142,21 @@ concurrent_copies() {  # two sessions embed while the weights are copied over ea
     cat "$work"/loop*.out | grep -Ev '^(200|ERROR:  (F0000|55000|58030|58P01))$' || true
 }
 
+backfill_across_a_change() {  # a backfill stops when the weights change under it, and no row's
+    # version names another model than the one that made its vector
+    psql_as -c "DROP TABLE IF EXISTS dishes" \
+            -c "CREATE TABLE dishes (id int PRIMARY KEY, name text, v vector(384), version text)" \
+            -c "INSERT INTO dishes SELECT g, 'dish number ' || g, NULL, NULL FROM generate_series(1, 3000) g" >/dev/null 2>&1
+    local v0; v0=$(psql_as -c "SELECT uhok_embed_version()")
+    ( sleep 2; cp "$work/variant.safetensors" "$m/model.safetensors" ) &
+    local out; out=$(psql_as -v VERBOSITY=sqlstate -c "CALL uhok_embed_backfill('dishes', 'name', 'v', 'version', 20)" 2>&1 | grep ERROR || true)
+    wait
+    cp "$work/good.safetensors" "$m/model.safetensors"
+    echo "$out"
+    # Batches and single texts sum in different orders (<= 1e-5 apart); models differ by far more.
+    psql_as -c "SELECT count(*) FILTER (WHERE version = '$v0' AND (v <-> uhok_embed(name)) > 1e-4) FROM dishes"
+}
+
 crashes() { grep -cE 'terminated by signal|was terminated|server process .* exited' "$cluster/server.log" || true; }
 
 run_round() {  # run_round NAME
@@ -143,6 +165,8 @@ run_round() {  # run_round NAME
     check "$1: one session, every file operation" "$expected" \
         "$(printf '%s\n' "$session_script" | psql_as -v ON_ERROR_STOP=0 2>&1)"
     check "$1: concurrent copies over the weights: only embeddings and model-file errors" "" "$(concurrent_copies)"
+    check "$1: a backfill stops when the weights change under it; every version names its vector's model" \
+        "$(printf 'ERROR:  55000\n0')" "$(backfill_across_a_change)"
     check "$1: no backend crashed" 0 "$(crashes)"
     check "$1: the postmaster never restarted" "$started" "$(psql_as -c "SELECT pg_postmaster_start_time()")"
 }
