@@ -59,16 +59,21 @@ pub fn weights(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// tokenizer.json: the compact Unigram reader, else tokenizers' own; then a few texts.
+/// tokenizer.json: the compact Unigram reader, else tokenizers' own (the loader's own parse,
+/// panics turned into errors); then a few texts through a tokenizer built from it.
 pub fn tokenizer_json(bytes: &[u8]) -> Result<()> {
-    if let Ok(t) = crate::unigram::load(mapped("tokenizer.json", bytes)) {
-        for text in ["갈비탕", "", "a b  c", "<s>x</s>"] {
-            let _ = t.encode(text, true);
-        }
-    }
-    if let Ok(t) = tokenizers::Tokenizer::from_bytes(bytes) {
-        for text in ["갈비탕", "", "a b  c"] {
-            let _ = t.encode(text, true);
+    let path = scratch().join("tokenizer.json");
+    write(&path, bytes);
+    let map = || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a scratch file of this process that nothing else writes while it is mapped.
+        Ok(unsafe { memmap2::Mmap::map(&file) }.unwrap())
+    };
+    if let Ok(inner) = crate::tokenize::parse(&map) {
+        if let Ok(t) = TextTokenizer::from_inner(inner, 16, false, None) {
+            for text in ["갈비탕", "", "a b  c", "<s>x</s>"] {
+                let _ = t.encode(text);
+            }
         }
     }
     Ok(())
@@ -120,12 +125,15 @@ fn real_tokenizers() -> &'static [TextTokenizer] {
 }
 
 /// Any text: tokenized from a prefix it gives exactly the whole text's tokens (tokenize.rs).
-/// Texts are repeated to cross the first window (32 KiB at 128 tokens... 16 KiB here).
+/// The first byte sets how far the text is repeated: up to ~48 KiB, past the first windows
+/// (8 KiB for MiniLM's 256 tokens, 16 KiB for e5's 512) and their cuts.
 pub fn tokenize(bytes: &[u8]) {
     let Some((&repeat, text)) = bytes.split_first() else {
         return;
     };
-    let text = String::from_utf8_lossy(text).repeat(1 + usize::from(repeat) * 64);
+    let text = String::from_utf8_lossy(text);
+    let times = (1 + usize::from(repeat) * 4).min(48 * 1024 / text.len().max(1)).max(1);
+    let text = text.repeat(times);
     for t in real_tokenizers() {
         let kept = t.encode(&text);
         let whole = t.encode_prepared(python_strip(&text)).map(|e| e.get_ids().to_vec());

@@ -17,7 +17,7 @@ use crate::unigram::{self, CompactTokenizer};
 
 /// Unigram models (the multilingual ones) run on `CompactUnigram`; the others (WordPiece, BPE)
 /// on tokenizers' own models, which are small.
-enum Inner {
+pub(crate) enum Inner {
     Compact(Box<CompactTokenizer>),
     Tokenizers(Box<Tokenizer>),
 }
@@ -57,15 +57,29 @@ impl TextTokenizer {
         // buffer, faulting it in and unmapping it took ~15 of a 37 ms load, and the compact
         // Unigram model reads its pieces from the mapping for as long as it lives. The mapping
         // is of the private snapshot, which nobody rewrites.
-        let mut inner = match unigram::load(snapshot.map()?) {
-            Ok(compact) => Inner::Compact(Box::new(compact)),
-            // Not a Unigram model the compact one covers: tokenizers' own model.
-            Err(_) => Inner::Tokenizers(Box::new(
-                Tokenizer::from_bytes(&snapshot.map()?[..]).map_err(|e| bad(e.to_string()))?,
-            )),
-        };
+        let inner = parse(&|| snapshot.map()).map_err(|e| match e {
+            ParseError::Io(e) => e,
+            ParseError::Invalid(reason) => bad(reason),
+        })?;
+        Self::from_inner(
+            inner,
+            pipeline.max_seq_length,
+            pipeline.do_lower_case,
+            pipeline.default_prompt.clone(),
+        )
+        .map_err(bad)
+    }
+
+    /// A parsed tokenizer set up as sentence-transformers uses it: no padding, truncation at
+    /// max_seq_length.
+    pub(crate) fn from_inner(
+        mut inner: Inner,
+        max_seq_length: usize,
+        do_lower_case: bool,
+        default_prompt: Option<String>,
+    ) -> std::result::Result<Self, String> {
         let truncation = TruncationParams {
-            max_length: pipeline.max_seq_length,
+            max_length: max_seq_length,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
             direction: TruncationDirection::Right,
@@ -73,13 +87,13 @@ impl TextTokenizer {
         with_tokenizer!(&mut inner, t => {
             // Batches are never padded: the encoder takes each text's own tokens.
             t.with_padding(None);
-            t.with_truncation(Some(truncation)).map_err(|e| bad(e.to_string()))?;
+            t.with_truncation(Some(truncation)).map_err(|e| e.to_string())?;
         });
         Ok(Self {
             inner,
-            max_seq_length: pipeline.max_seq_length,
-            do_lower_case: pipeline.do_lower_case,
-            default_prompt: pipeline.default_prompt.clone(),
+            max_seq_length,
+            do_lower_case,
+            default_prompt,
         })
     }
 
@@ -107,11 +121,16 @@ impl TextTokenizer {
 
     pub(crate) fn encode_prepared(&self, text: &str) -> Result<Encoding> {
         let text = self.prepare(text);
-        let encoding: tokenizers::Result<Encoding> =
-            with_tokenizer!(&self.inner, t => t.encode(text, true));
-        encoding.map_err(|e| EmbedError::Tokenize {
-            reason: e.to_string(),
-        })
+        // tokenizers panics on some inputs its configuration cannot handle; that is an error
+        // for this text, not a reason to take the caller down.
+        let encoding = no_panic(|| with_tokenizer!(&self.inner, t => t.encode(text, true)));
+        match encoding {
+            Ok(Ok(encoding)) => Ok(encoding),
+            Ok(Err(e)) => Err(EmbedError::Tokenize {
+                reason: e.to_string(),
+            }),
+            Err(panic) => Err(EmbedError::Tokenize { reason: panic }),
+        }
     }
 
     /// Token ids of one text, special tokens included, truncated to max_seq_length.
@@ -147,6 +166,41 @@ impl TextTokenizer {
         }
         unreachable!("the last window is always enough")
     }
+}
+
+pub(crate) enum ParseError {
+    Io(EmbedError),
+    Invalid(String),
+}
+
+/// Parses tokenizer.json's bytes (`map` maps them; called twice when the compact Unigram model
+/// does not cover the file): the compact Unigram model, else tokenizers' own.
+pub(crate) fn parse(map: &dyn Fn() -> Result<memmap2::Mmap>) -> std::result::Result<Inner, ParseError> {
+    let first = map().map_err(ParseError::Io)?;
+    // tokenizers' deserializers panic on some malformed files (`"decoder":;null` hit an
+    // expect("Helper") in tokenizers 0.23.2, found by fuzz/tokenizer_json): an invalid file.
+    if let Ok(Ok(compact)) = no_panic(|| unigram::load(first)) {
+        return Ok(Inner::Compact(Box::new(compact)));
+    }
+    let bytes = map().map_err(ParseError::Io)?;
+    match no_panic(|| Tokenizer::from_bytes(&bytes[..])) {
+        Ok(Ok(t)) => Ok(Inner::Tokenizers(Box::new(t))),
+        Ok(Err(e)) => Err(ParseError::Invalid(e.to_string())),
+        Err(panic) => Err(ParseError::Invalid(panic)),
+    }
+}
+
+/// Runs `f`, turning a panic inside it (third-party parsing and tokenizing code only; never
+/// around a call that can raise a PostgreSQL error) into the panic's message.
+fn no_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown error".into());
+        format!("the tokenizer library failed: {message}")
+    })
 }
 
 /// Bytes of text per token of max_seq_length in the first window: Korean recipe names run at
@@ -401,6 +455,28 @@ mod tests {
                 started.elapsed().as_secs_f64() * 1e3
             );
         }
+    }
+
+    /// Inputs the fuzz targets found (tests/fuzz_regressions/tokenizer_json/): each is an
+    /// error or a tokenizer, never a panic.
+    #[test]
+    fn fuzz_findings_are_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions/tokenizer_json");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let map = || {
+                let file = std::fs::File::open(&path).unwrap();
+                // SAFETY: a test fixture nobody rewrites.
+                Ok(unsafe { memmap2::Mmap::map(&file) }.unwrap())
+            };
+            if let Ok(inner) = parse(&map) {
+                let t = TextTokenizer::from_inner(inner, 16, false, None).unwrap();
+                let _ = t.encode("갈비탕 a b");
+            }
+            seen += 1;
+        }
+        assert!(seen > 0);
     }
 
     #[test]
