@@ -8,17 +8,20 @@
 # beside the input's own size (PostgreSQL itself holds the text). Cancel latency:
 # statement_timeout = 1 s, the statement's wall time minus 1 s, as the client sees it (it includes
 # starting psql and connecting, ~10 ms); the worst of 3 runs. Each case at 1 and 2 threads.
+# BENCH_ADDRESS_SPACE_GB (default 8) limits each server process's address space, as
+# vm.overcommit_memory=2 would, so that an unbounded input fails here instead of swapping.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 . "$root/scripts/common.sh"
 port=${UHOK_BENCH_PORT:-54333}
+ulimit -v $((${BENCH_ADDRESS_SPACE_GB:-8} * 1024 * 1024))
 throwaway_cluster trust "$port"
 psql=(psql -X -q -At -h "$cluster" -p "$port" -U postgres -d postgres)
 "${psql[@]}" -c "CREATE EXTENSION uhok_embed CASCADE" >/dev/null
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model: $("${psql[@]}" -c "SELECT (i->>'version') || ', max_seq_length ' || (i->>'max_seq_length') FROM uhok_embed_info() i")"
+echo "machine: $(nproc) cores, ${BENCH_ADDRESS_SPACE_GB:-8} GB address space per process, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "uhok_embed $("${psql[@]}" -c "SELECT extversion FROM pg_extension WHERE extname = 'uhok_embed'"), model: $("${psql[@]}" -c "SELECT (i->>'version') || ', max_seq_length ' || (i->>'max_seq_length') FROM uhok_embed_info() i")"
 echo
 
 echo "| input | its size | backend peak RSS (VmHWM) |"
@@ -29,8 +32,13 @@ measure_peak() {  # measure_peak DESCRIPTION SIZE SQL
     # /proc/PID/status can be read while it lives.
     "${psql[@]}" -c "SET uhok_embed.batch_size = 4096" -c "$3" -o /dev/null -c "\\o" \
         -c "SELECT pg_backend_pid()" -c "SELECT pg_sleep(5)" > "$fifo" 2>/dev/null &
-    local pid; read -r pid < "$fifo"
-    local hwm; hwm=$(awk '/^VmHWM:/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status")
+    local pid hwm
+    read -r pid < "$fifo" || true
+    if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+        hwm=$(awk '/^VmHWM:/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status")
+    else
+        hwm="the backend died (see the server log)"
+    fi
     wait; rm -f "$fifo"
     echo "| $1 | $2 | $hwm |"
 }

@@ -179,7 +179,7 @@ BEGIN
     IF version_column IS NOT NULL THEN
         PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
     END IF;
-    IF length(prefix) > 56 THEN
+    IF octet_length(prefix) > 56 THEN
         RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
             USING ERRCODE = 'name_too_long', HINT = 'Use a vector column name of at most 45 bytes.';
     END IF;

@@ -1,5 +1,6 @@
 -- uhok_embed 0.1.0 -> 0.2.0: the SQL-defined functions of 0.2.0 (sql/sync.sql and
--- sql/search.sql as released in 0.2.0, CREATE turned into CREATE OR REPLACE; the C functions
+-- sql/search.sql as released in 0.2.0, CREATE turned into CREATE OR REPLACE but for the two new
+-- functions, which are created (never replaced: a pre-existing one is an error); the C functions
 -- are unchanged). What changed: every function runs under SET search_path = pg_catalog, pg_temp
 -- and qualifies what is not in pg_catalog (pgvector's operators through
 -- uhok_embed_vector_schema(), new); uhok_embed_backfill became a loop over the new pinned
@@ -54,7 +55,7 @@
 -- and gives ERROR null_value_not_allowed (only version_column may be NULL: no version column).
 
 -- The schema pgvector's objects live in (its type vector, its operators).
-CREATE OR REPLACE FUNCTION uhok_embed_vector_schema() RETURNS name
+CREATE FUNCTION uhok_embed_vector_schema() RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -195,7 +196,7 @@ BEGIN
     IF version_column IS NOT NULL THEN
         PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
     END IF;
-    IF length(prefix) > 56 THEN
+    IF octet_length(prefix) > 56 THEN
         RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
             USING ERRCODE = 'name_too_long', HINT = 'Use a vector column name of at most 45 bytes.';
     END IF;
@@ -317,7 +318,7 @@ $$;
 -- next range of pages and return the next state, or NULL after the last range. The state only
 -- carries numbers and the model version, which are used as such (never spliced into SQL
 -- unquoted), so a hand-made state can do no more than the arguments allow.
-CREATE OR REPLACE FUNCTION uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
+CREATE FUNCTION uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
                                          version_column name, batch_size integer, state jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql

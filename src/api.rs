@@ -39,15 +39,25 @@ pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
 /// in input order, NULL elements give NULL elements. Each result equals uhok_embed() of its
 /// element. IMMUTABLE for the same reasons as uhok_embed().
 ///
-/// The texts are read in place from the array (not copied), and each is tokenized only as far
-/// as the model can use (see embed-core's tokenize.rs), so a call's memory is bounded by the
-/// array PostgreSQL already holds plus one forward pass.
+/// The texts are read in place from the array (not copied), each is tokenized only as far as
+/// the model can use (embed-core's tokenize.rs), 4,096 at a time, and a pass takes at most
+/// 64 MB; so beyond the array PostgreSQL already holds, a call holds its result and one pass.
+/// At most 100,000 texts per call (54000 otherwise): the result is then at most 154 MB.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn uhok_embed_batch(
     inputs: pgrx::Array<'_, &str>,
     normalize: default!(bool, true),
 ) -> Vec<Option<Vector>> {
     let model = model_cache::get();
+    if inputs.len() > embed_core::MAX_TEXTS_PER_CALL {
+        error::raise(
+            embed_core::EmbedError::TooManyTexts {
+                count: inputs.len(),
+                max: embed_core::MAX_TEXTS_PER_CALL,
+            },
+            None,
+        );
+    }
     let inputs: Vec<Option<&str>> = inputs.iter().collect();
     let present: Vec<&str> = inputs.iter().flatten().copied().collect();
     let mut passes = 0;

@@ -31,9 +31,17 @@ pub fn raise(err: EmbedError, model_path: Option<&str>) -> ! {
             ERRCODE_IO_ERROR,
             Some("uhok_embed reads models from private copies in the data directory's uhok_embed folder (one per model content, the size of model.safetensors): make room on the data directory's disk, or check that folder's permissions."),
         ),
+        EmbedError::DiskFull { .. } => (
+            ERRCODE_DISK_FULL,
+            Some("uhok_embed reads models from private copies in the data directory's uhok_embed folder: make room on the data directory's disk."),
+        ),
         EmbedError::OutOfMemory { .. } => (
             ERRCODE_OUT_OF_MEMORY,
             Some("Lower uhok_embed.batch_size, or embed fewer texts per call."),
+        ),
+        EmbedError::TooManyTexts { .. } => (
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Some("Embed the texts in several calls; to fill a table, use uhok_embed_attach's triggers or CALL uhok_embed_backfill, which work in batches."),
         ),
         EmbedError::Tokenize { .. } => (ERRCODE_INVALID_PARAMETER_VALUE, None),
         // A failed forward pass on a model that loaded is a bug, not bad input.

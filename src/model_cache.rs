@@ -231,17 +231,8 @@ pub fn get() -> Rc<Embedder> {
     try_get().unwrap_or_else(|e| e.raise(&gucs::model_path_setting()))
 }
 
-/// Sizes the compute threads from uhok_embed.threads. embed_core::threads builds a new pool
-/// when the count changes (its threads block every signal); candle's own products (the
-/// fallback for non-fp32 weights) read RAYON_NUM_THREADS for how far to split, and run inside
-/// that pool.
+/// Sizes the compute threads from uhok_embed.threads: embed_core::threads builds a new pool
+/// when the count changes (its threads block every signal).
 pub fn apply_thread_setting() {
-    let wanted = gucs::threads();
-    embed_core::threads::set_threads(wanted);
-    let wanted = wanted.to_string();
-    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(wanted.as_str()) {
-        // Only this backend's own thread reads the variable (candle reads it on the calling
-        // thread before it splits a product).
-        std::env::set_var("RAYON_NUM_THREADS", wanted);
-    }
+    embed_core::threads::set_threads(gucs::threads());
 }

@@ -31,6 +31,8 @@ pub struct ModelFiles {
     pub sentence_bert_config: PathBuf,
     pub modules: PathBuf,
     pub sentence_transformers_config: PathBuf,
+    /// 1_Pooling/config.json, where Pooling lives unless modules.json says otherwise.
+    pub pooling_default: PathBuf,
 }
 
 impl ModelFiles {
@@ -48,6 +50,7 @@ impl ModelFiles {
             sentence_bert_config: dir.join("sentence_bert_config.json"),
             modules: dir.join("modules.json"),
             sentence_transformers_config: dir.join("config_sentence_transformers.json"),
+            pooling_default: dir.join("1_Pooling").join("config.json"),
         };
         for required in [
             &files.config,
@@ -58,6 +61,22 @@ impl ModelFiles {
             require_file(required)?;
         }
         Ok(files)
+    }
+}
+
+impl ModelFiles {
+    /// The JSON configuration files (read, not mapped), present or not, and 1_Pooling's
+    /// default place.
+    pub fn configs(&self) -> impl Iterator<Item = &Path> {
+        [
+            &self.config,
+            &self.sentence_bert_config,
+            &self.modules,
+            &self.sentence_transformers_config,
+            &self.pooling_default,
+        ]
+        .into_iter()
+        .map(PathBuf::as_path)
     }
 }
 

@@ -22,8 +22,12 @@ pub enum EmbedError {
     FileChanged { path: PathBuf },
     /// The private snapshot of a model file could not be written or mapped (see snapshot.rs).
     Snapshot { path: PathBuf, reason: String },
+    /// The snapshot store's volume has too little free space for a copy of a model file.
+    DiskFull { path: PathBuf, needed: u64, available: u64 },
     /// A buffer of the forward pass could not be allocated.
     OutOfMemory { bytes: usize },
+    /// More texts in one call than [`crate::MAX_TEXTS_PER_CALL`].
+    TooManyTexts { count: usize, max: usize },
     /// An input could not be tokenised.
     Tokenize { reason: String },
     /// The forward pass failed: a bug, never the user's input.
@@ -43,8 +47,12 @@ impl EmbedError {
             | Self::InvalidTokenizer { path, .. }
             | Self::InvalidWeights { path, .. }
             | Self::FileChanged { path }
-            | Self::Snapshot { path, .. } => Some(path),
-            Self::Tokenize { .. } | Self::Inference { .. } | Self::OutOfMemory { .. } => None,
+            | Self::Snapshot { path, .. }
+            | Self::DiskFull { path, .. } => Some(path),
+            Self::Tokenize { .. }
+            | Self::Inference { .. }
+            | Self::OutOfMemory { .. }
+            | Self::TooManyTexts { .. } => None,
         }
     }
 
@@ -122,11 +130,27 @@ impl fmt::Display for EmbedError {
                     path.display()
                 )
             }
+            Self::DiskFull {
+                path,
+                needed,
+                available,
+            } => {
+                write!(
+                    f,
+                    "not enough free space in \"{}\" for a private copy of a model file: {} MB needed (the file and 1 GB to spare), {} MB available",
+                    path.display(),
+                    needed >> 20,
+                    available >> 20
+                )
+            }
             Self::OutOfMemory { bytes } => {
                 write!(
                     f,
                     "out of memory: could not allocate {bytes} bytes for the forward pass"
                 )
+            }
+            Self::TooManyTexts { count, max } => {
+                write!(f, "cannot embed {count} texts in one call, at most {max}")
             }
             Self::Tokenize { reason } => write!(f, "could not tokenize input: {reason}"),
             Self::Inference { reason } => write!(f, "embedding forward pass failed: {reason}"),

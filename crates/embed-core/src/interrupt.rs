@@ -1,8 +1,9 @@
 //! The embedder's caller may stop long work at points this module marks.
 //!
 //! The extension registers PostgreSQL's CHECK_FOR_INTERRUPTS here once; the core calls [`poll`]
-//! between the steps of long work (every matrix product of the forward pass, each sequence's
-//! attention, every MiB of a model file copied, every text tokenized), always from the thread
+//! between the steps of long work (every matrix product of the forward pass and the attention
+//! of a layer, every MiB of a model file copied or hashed, every text tokenized, every 10 ms of
+//! waiting for another process's copy), always from the thread
 //! that called into the core, never from a compute thread. A cancel raised there unwinds
 //! through the core's frames, which own everything through Drop, so nothing leaks. The longest
 //! step between two polls is one product of a full pass (e5 shape, 4,096 tokens x 1536 x 384:

@@ -30,7 +30,7 @@ pub use config::{ModelFiles, PipelineConfig, PoolingMode};
 pub use error::{EmbedError, Result};
 pub use model::Backend;
 use model::Encoder;
-use snapshot::Snapshot;
+use snapshot::{Snapshot, Stamp};
 use tokenize::TextTokenizer;
 
 /// Bytes of activations one forward pass may allocate (the seven [tokens, hidden] and
@@ -38,6 +38,14 @@ use tokenize::TextTokenizer;
 /// batch of 32 texts of 128 tokens (4,096) is one pass as before, while a batch_size of 4096
 /// long texts (which asked for 32 GB in one pass) becomes many passes of this size.
 const PASS_ACTIVATION_BYTES: usize = 64 << 20;
+
+/// Texts one call may embed: 100,000 vectors of 384 floats are 154 MB, the result alone; a
+/// larger array (20 million empty strings fit in PostgreSQL's 1 GB) would ask for tens of GB.
+pub const MAX_TEXTS_PER_CALL: usize = 100_000;
+
+/// Texts tokenized at a time (their ids: at most 4096 x max_seq_length x 4 bytes, 8 MB at 512
+/// tokens); each window is sorted by length and cut into passes on its own.
+const TOKENIZE_WINDOW_TEXTS: usize = 4096;
 
 /// How a model folder is loaded.
 #[derive(Debug, Clone)]
@@ -72,6 +80,8 @@ pub struct Embedder {
     /// tell when the user's files changed.
     weights: Snapshot,
     tokenizer_file: Snapshot,
+    /// The JSON configuration files as they were when read.
+    config_stamps: Vec<(PathBuf, Stamp)>,
 }
 
 /// What `uhok_embed_info()` reports about a loaded model.
@@ -105,7 +115,11 @@ impl Embedder {
     /// the files themselves.
     pub fn load_from(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let started = Instant::now();
+        // Resolved once: a folder that is a symlink (the default model) moved to another model
+        // while this load reads it must not give one model's weights with another's tokenizer.
+        let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         let files = ModelFiles::in_dir(dir)?;
+        let config_stamps = files.configs().map(|p| (p.to_owned(), Stamp::of(p))).collect();
         let pipeline = PipelineConfig::read(&files)?;
         let poll = &mut interrupt::poll;
         let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
@@ -143,15 +157,21 @@ impl Embedder {
             load_time: started.elapsed(),
             weights: weights_snapshot,
             tokenizer_file: tokenizer_snapshot,
+            config_stamps,
         })
     }
 
-    /// True when model.safetensors or tokenizer.json in the folder is no longer the file this
-    /// embedder copied (written, truncated, replaced, removed, chmod'ed). The embedder itself
-    /// keeps working from its snapshots either way; the caller decides when to reload. Two stat
-    /// calls, a few microseconds.
+    /// True when a file of the folder is no longer the one this embedder read (written,
+    /// truncated, replaced, removed, chmod'ed): model.safetensors, tokenizer.json or one of the
+    /// JSON configuration files. The embedder itself keeps working from what it loaded either
+    /// way; the caller decides when to reload. A stat call per file, a few microseconds.
     pub fn files_changed(&self) -> bool {
-        self.weights.source_changed() || self.tokenizer_file.source_changed()
+        self.weights.source_changed()
+            || self.tokenizer_file.source_changed()
+            || self
+                .config_stamps
+                .iter()
+                .any(|(path, stamp)| Stamp::of(path) != *stamp)
     }
 
     pub fn name(&self) -> &str {
@@ -189,6 +209,35 @@ impl Embedder {
         chunk_size: usize,
         mut between_chunks: impl FnMut(),
     ) -> Result<Vec<Vec<f32>>> {
+        if texts.len() > MAX_TEXTS_PER_CALL {
+            return Err(EmbedError::TooManyTexts {
+                count: texts.len(),
+                max: MAX_TEXTS_PER_CALL,
+            });
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(texts.len())
+            .map_err(|_| EmbedError::OutOfMemory {
+                bytes: texts.len() * std::mem::size_of::<Vec<f32>>(),
+            })?;
+        out.resize(texts.len(), Vec::new());
+        // Tokenized a window at a time, so that the token ids held at once stay bounded too.
+        for (w, window) in texts.chunks(TOKENIZE_WINDOW_TEXTS).enumerate() {
+            let first = w * TOKENIZE_WINDOW_TEXTS;
+            self.embed_window(window, normalize, chunk_size, &mut between_chunks, &mut out[first..])?;
+        }
+        Ok(out)
+    }
+
+    /// embed_many over one window of texts, results into `out`.
+    fn embed_window(
+        &self,
+        texts: &[&str],
+        normalize: bool,
+        chunk_size: usize,
+        between_chunks: &mut impl FnMut(),
+        out: &mut [Vec<f32>],
+    ) -> Result<()> {
         let encoded = texts
             .iter()
             .map(|t| {
@@ -198,7 +247,6 @@ impl Embedder {
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
         let max_tokens = self.tokens_per_pass();
         let mut rest = &order[..];
         while !rest.is_empty() {
@@ -221,7 +269,7 @@ impl Embedder {
                 out[i] = v;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Tokens one forward pass takes at most: what [`PASS_ACTIVATION_BYTES`] holds at this

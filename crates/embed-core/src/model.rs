@@ -58,13 +58,12 @@ impl Encoder {
                 return Ok(Self::Fast(fast));
             }
         }
-        // SAFETY: candle maps the snapshot, which nobody rewrites, while it copies the weights
-        // out. safetensors checks the header and that every tensor lies inside the file, so a
+        // candle reads the mapped snapshot (nobody rewrites it) and copies the weights out;
+        // safetensors checks the header and that every tensor lies inside the file, so a
         // truncated file is an error here, not a fault later.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[&snapshot.path], DType::F32, &Device::Cpu)
-        }
-        .map_err(|e| weights_error(&snapshot.path, weights, e))?;
+        let map = snapshot.map()?;
+        let vb = VarBuilder::from_slice_safetensors(&map, DType::F32, &Device::Cpu)
+            .map_err(|e| weights_error(&snapshot.path, weights, e))?;
         // Fails with "shape mismatch for ..." when a tensor does not fit config.json.
         let model =
             BertModel::load(vb, bert).map_err(|e| weights_error(&snapshot.path, weights, e))?;
@@ -96,7 +95,7 @@ impl Encoder {
             Self::Candle { model, hidden_size } => {
                 // candle's products use rayon: inside our pool they run on its threads (which
                 // block signals), never on rayon's global pool.
-                let padded = match crate::threads::pool() {
+                let padded = match crate::threads::pool_for_candle() {
                     Some(pool) => pool.install(|| candle_forward(model, rows)),
                     None => candle_forward(model, rows),
                 }

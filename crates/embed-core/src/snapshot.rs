@@ -24,15 +24,23 @@
 //!   /dev/shm is not involved, so Docker's 64 MB /dev/shm does not matter.
 //!
 //! ```text
-//! <store>/sources/<sha256 of the source's canonical path>   "dev ino size mtime ctime sha256"
+//! <store>/sources/<hash of the source's canonical path>        "stat data, copied_at, sha256, path"
+//! <store>/sources/<hash of the source's canonical path>.lock   one copier per source at a time
 //! <store>/pgsql_tmp.<sha256>                                   the snapshot, mode 0400
 //! ```
+//! One backend copies a source at a time (a lock per source): after a model change, the others
+//! wait for its copy and map it, instead of all writing their own. A source whose stat data
+//! were written within the racy window of its copy (see [`RACY_WINDOW`]) is hashed again, not
+//! copied, by the next loader. Before writing, the free space of the store's volume is checked.
+//! Index entries whose source is gone or changed, snapshots no entry names, and copies left by
+//! processes that died while copying are removed on the next copy.
 //! The `pgsql_tmp` prefix makes pg_basebackup and pg_rewind skip the snapshots (they are a cache,
 //! rebuilt on first use) when the store lives in the data directory, as the extension puts it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -44,19 +52,24 @@ use crate::error::{EmbedError, Result};
 const SNAPSHOT_PREFIX: &str = "pgsql_tmp.";
 const INCOMING_PREFIX: &str = "pgsql_tmp.incoming.";
 
-/// A source written less than this long ago is not indexed: file timestamps are only as fine as
-/// the kernel's clock tick (4 ms here), so a write in the same tick as our copy would leave the
-/// stat data unchanged (git's "racily clean" problem). Such a source is copied again by the next
-/// loader, which finds it older.
+/// File timestamps are only as fine as the kernel's clock tick (4 ms here), so a write in the
+/// same tick as our copy could leave the stat data unchanged (git's "racily clean" problem). An
+/// entry whose source changed (ctime, which every write, chmod and rename sets, whatever mtime
+/// `cp -p` or `rsync -t` restore) less than this before its copy is trusted only after the
+/// source is hashed again and found equal.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
-/// Incoming copies left behind by a process that died while copying are removed after this.
+/// Incoming copies of a process that no longer exists, or older than this, are removed.
 const STALE_INCOMING: Duration = Duration::from_secs(3600);
+
+/// Free space to leave on the store's volume beyond the copy itself: the data directory's
+/// volume also holds the database and often its WAL, and a full WAL volume stops the server.
+const FREE_SPACE_MARGIN: u64 = 1 << 30;
 
 /// A snapshot of one source file, open (so that removing it cannot take it away).
 pub struct Snapshot {
     file: File,
-    /// The snapshot's own path (candle's loader opens files by path).
+    /// The snapshot's own path.
     pub path: PathBuf,
     /// SHA-256 of the content, lower-case hex.
     pub sha256: String,
@@ -76,6 +89,21 @@ struct StatKey {
     mode: u32,
 }
 
+/// One line of the index: a source's stat data, when it was copied, the content's hash.
+#[derive(Clone, PartialEq, Debug)]
+struct Entry {
+    key: StatKey,
+    copied_at_ns: i128,
+    sha256: String,
+    source: PathBuf,
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
 impl StatKey {
     fn of(m: &fs::Metadata) -> Self {
         Self {
@@ -87,42 +115,64 @@ impl StatKey {
             mode: m.mode(),
         }
     }
+}
 
-    fn line(&self, sha256: &str) -> String {
+impl Entry {
+    fn line(&self) -> String {
+        let k = &self.key;
         format!(
-            "{} {} {} {} {} {} {sha256}\n",
-            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns, self.mode
+            "{} {} {} {} {} {} {} {} {}\n",
+            k.dev,
+            k.ino,
+            k.size,
+            k.mtime_ns,
+            k.ctime_ns,
+            k.mode,
+            self.copied_at_ns,
+            self.sha256,
+            self.source.display()
         )
     }
 
-    fn parse(line: &str) -> Option<(Self, String)> {
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        let [dev, ino, size, mtime, ctime, mode, sha] = f[..] else {
-            return None;
-        };
-        let sha = sha.to_owned();
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    fn parse(line: &str) -> Option<Self> {
+        let mut f = line.trim_end_matches('\n').splitn(9, ' ');
+        let mut num = || f.next()?.parse::<i128>().ok();
+        let (dev, ino, size, mtime_ns, ctime_ns, mode, copied_at_ns) =
+            (num()?, num()?, num()?, num()?, num()?, num()?, num()?);
+        let sha256 = f.next()?.to_owned();
+        let source = PathBuf::from(f.next()?);
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some((
-            Self {
-                dev: dev.parse().ok()?,
-                ino: ino.parse().ok()?,
-                size: size.parse().ok()?,
-                mtime_ns: mtime.parse().ok()?,
-                ctime_ns: ctime.parse().ok()?,
-                mode: mode.parse().ok()?,
+        Some(Self {
+            key: StatKey {
+                dev: dev.try_into().ok()?,
+                ino: ino.try_into().ok()?,
+                size: size.try_into().ok()?,
+                mtime_ns,
+                ctime_ns,
+                mode: mode.try_into().ok()?,
             },
-            sha,
-        ))
+            copied_at_ns,
+            sha256,
+            source,
+        })
     }
 
-    fn changed_recently(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        // Only writes race with a copy; a chmod (ctime alone) changes no content.
-        now - self.mtime_ns < RACY_WINDOW.as_nanos() as i128
+    /// The source may have changed within the clock tick of its copy.
+    fn racy(&self) -> bool {
+        self.copied_at_ns - self.key.ctime_ns.max(self.key.mtime_ns) < RACY_WINDOW.as_nanos() as i128
+    }
+}
+
+/// The stat data of a file that is read rather than mapped (the JSON configuration files), to
+/// tell later whether it changed; None if it cannot be stat'ed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp(Option<StatKey>);
+
+impl Stamp {
+    pub fn of(path: &Path) -> Self {
+        Self(fs::metadata(path).ok().map(|m| StatKey::of(&m)))
     }
 }
 
@@ -151,9 +201,9 @@ fn unreadable(path: &Path, e: std::io::Error) -> EmbedError {
     }
 }
 
-fn store_error(store: &Path, e: std::io::Error) -> EmbedError {
+fn store_error(path: &Path, e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Snapshot {
-        path: store.to_owned(),
+        path: path.to_owned(),
         reason: e.to_string(),
     }
 }
@@ -162,8 +212,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The store, created 0700 if missing; refused if another user owns it or others may write it
+/// (whoever can write it could plant a snapshot, or truncate one under a mapping).
+fn open_store(store: &Path) -> Result<()> {
+    for dir in [store.to_owned(), store.join("sources")] {
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| store_error(&dir, e))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| store_error(&dir, e))?;
+        }
+        let m = fs::symlink_metadata(&dir).map_err(|e| store_error(&dir, e))?;
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if !m.is_dir() || m.uid() != uid || m.mode() & 0o022 != 0 {
+            return Err(store_error(
+                &dir,
+                "the folder must be a directory owned by the server's user and writable by no one else",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The mapped snapshot of `source`, copying it into `store` first if no snapshot of its current
-/// content is there. `poll` runs between chunks of a copy (the extension checks for a cancel).
+/// content is there. `poll` runs between chunks of a copy or a hash, and while waiting for
+/// another process's copy (the extension checks for a cancel there).
 pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<Snapshot> {
     let meta = fs::metadata(source).map_err(|e| unreadable(source, e))?;
     if !meta.is_file() {
@@ -171,41 +244,63 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
             path: source.to_owned(),
         });
     }
-    let key = StatKey::of(&meta);
+    open_store(store)?;
     let canonical = source.canonicalize().map_err(|e| unreadable(source, e))?;
     let index = store
         .join("sources")
         .join(&hex(&Sha256::digest(canonical.as_os_str().as_encoded_bytes()))[..32]);
-    if let Some(found) = indexed(&index, key, source, store)? {
+    if let Some(found) = indexed(&index, StatKey::of(&meta), source, store, false, poll)? {
         return Ok(found);
     }
-    copy_in(source, key, store, &index, poll)
+    // One copier per source: the others wait here, then find its copy in the index.
+    let _lock = lock(&index.with_extension("lock"), poll)?;
+    let meta = fs::metadata(source).map_err(|e| unreadable(source, e))?;
+    if let Some(found) = indexed(&index, StatKey::of(&meta), source, store, true, poll)? {
+        return Ok(found);
+    }
+    let found = copy_in(source, &canonical, store, &index, poll)?;
+    remove_unused(store, &found.sha256);
+    Ok(found)
 }
 
-/// The snapshot the index names for this stat data, if it is still there.
-fn indexed(index: &Path, key: StatKey, source: &Path, store: &Path) -> Result<Option<Snapshot>> {
-    let Ok(text) = read_small(index) else {
+/// The snapshot the index names for this stat data, if it is still there. A racy entry is
+/// trusted only when `verify` (the caller holds the source's lock) and the source hashes equal.
+fn indexed(
+    index: &Path,
+    key: StatKey,
+    source: &Path,
+    store: &Path,
+    verify: bool,
+    poll: &mut dyn FnMut(),
+) -> Result<Option<Snapshot>> {
+    let Some(entry) = read_small(index).ok().as_deref().and_then(Entry::parse) else {
         return Ok(None);
     };
-    let Some((indexed_key, sha256)) = StatKey::parse(&text) else {
-        return Ok(None);
-    };
-    if indexed_key != key {
+    if entry.key != key {
         return Ok(None);
     }
-    let path = store.join(format!("{SNAPSHOT_PREFIX}{sha256}"));
+    let path = store.join(format!("{SNAPSHOT_PREFIX}{}", entry.sha256));
     let Ok(file) = File::open(&path) else {
-        // Removed by a cleanup since the index was read: copy again.
-        return Ok(None);
+        return Ok(None); // removed by a cleanup since the index was read: copy again
     };
-    match file.metadata() {
-        Ok(m) if m.len() == key.size => {}
-        _ => return Ok(None),
+    if file.metadata().map(|m| m.len()).ok() != Some(key.size) {
+        return Ok(None);
+    }
+    if entry.racy() {
+        if !verify {
+            return Ok(None);
+        }
+        let (sha256, _) = hash_source(source, None, poll)?;
+        if sha256 != entry.sha256 {
+            return Ok(None);
+        }
+        // Equal now; trusted without hashing once the source is older than the window.
+        write_index(index, &Entry { copied_at_ns: now_ns(), ..entry.clone() }, store)?;
     }
     Ok(Some(Snapshot {
         file,
         path,
-        sha256,
+        sha256: entry.sha256,
         source: source.to_owned(),
         key,
     }))
@@ -213,18 +308,80 @@ fn indexed(index: &Path, key: StatKey, source: &Path, store: &Path) -> Result<Op
 
 fn read_small(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
-    File::open(path)?.take(4096).read_to_string(&mut text)?;
+    File::open(path)?.take(8192).read_to_string(&mut text)?;
     Ok(text)
 }
 
 fn map(file: &File, path: &Path) -> Result<Mmap> {
-    // SAFETY: read-only mapping of a snapshot: a file of ours, created 0400 and never written
-    // after it was renamed into place (a new content is a new file), so it cannot change or
-    // shrink under the mapping. Unlinking it keeps the mapping valid.
+    // SAFETY: read-only mapping of a snapshot: a file of ours, created 0400 in a folder only we
+    // can write, and never written after it was renamed into place (a new content is a new
+    // file), so it cannot change or shrink under the mapping. Unlinking it keeps the mapping.
     unsafe { Mmap::map(file) }.map_err(|e| EmbedError::Snapshot {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// An exclusive lock on `path` (created if missing), polled so that a cancel can end the wait;
+/// released when the returned file is closed.
+fn lock(path: &Path, poll: &mut dyn FnMut()) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| store_error(path, e))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(store_error(path, e));
+        }
+        poll();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads the source to its end with read(2), hashing it and, if `out` is given, writing it
+/// there. Returns the hash and the stat data, or FileChanged if the source changed meanwhile.
+fn hash_source(
+    source: &Path,
+    mut out: Option<(&mut File, &Path)>,
+    poll: &mut dyn FnMut(),
+) -> Result<(String, StatKey)> {
+    let mut src = File::open(source).map_err(|e| unreadable(source, e))?;
+    let opened = StatKey::of(&src.metadata().map_err(|e| unreadable(source, e))?);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        poll();
+        let n = src.read(&mut buf).map_err(|e| unreadable(source, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some((out, path)) = out.as_mut() {
+            out.write_all(&buf[..n]).map_err(|e| store_error(path, e))?;
+        }
+        read += n as u64;
+        if read > opened.size {
+            break; // growing while we read: reported below
+        }
+    }
+    // What was read is the source's content only if it did not change while it was read.
+    let by_name = fs::metadata(source).map(|m| StatKey::of(&m)).ok();
+    let by_handle = src.metadata().map(|m| StatKey::of(&m)).ok();
+    if read != opened.size || by_name != Some(opened) || by_handle != Some(opened) {
+        return Err(EmbedError::FileChanged {
+            path: source.to_owned(),
+        });
+    }
+    Ok((hex(&hasher.finalize()), opened))
 }
 
 /// Removes the incoming copy unless it was renamed into place (also on a cancel's unwind).
@@ -238,29 +395,38 @@ impl Drop for Incoming<'_> {
     }
 }
 
+/// Space the store's volume has for unprivileged writes.
+fn free_space(store: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(store.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct on this stack; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
+}
+
 fn copy_in(
     source: &Path,
-    key: StatKey,
+    canonical: &Path,
     store: &Path,
     index: &Path,
     poll: &mut dyn FnMut(),
 ) -> Result<Snapshot> {
-    for dir in [store.to_owned(), store.join("sources")] {
-        fs::create_dir_all(&dir).map_err(|e| store_error(&dir, e))?;
-        // Only the server's own OS user may write the snapshots.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| store_error(&dir, e))?;
+    let size = fs::metadata(source).map_err(|e| unreadable(source, e))?.len();
+    if let Some(available) = free_space(store) {
+        if available < size.saturating_add(FREE_SPACE_MARGIN) {
+            return Err(EmbedError::DiskFull {
+                path: store.to_owned(),
+                needed: size.saturating_add(FREE_SPACE_MARGIN),
+                available,
+            });
+        }
     }
-    let mut src = File::open(source).map_err(|e| unreadable(source, e))?;
-    let opened = src.metadata().map_err(|e| unreadable(source, e))?;
-    let nonce = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let copied_at_ns = now_ns();
     let incoming_path = store.join(format!(
-        "{INCOMING_PREFIX}{}.{nonce}",
+        "{INCOMING_PREFIX}{}.{copied_at_ns}",
         std::process::id()
     ));
-    let mut incoming = Incoming(&incoming_path, false);
     // Read and write: after the rename this descriptor is the snapshot we map, so a cleanup
     // by another process between the rename and an open by name cannot take it away.
     let mut out = OpenOptions::new()
@@ -270,45 +436,20 @@ fn copy_in(
         .mode(0o400)
         .open(&incoming_path)
         .map_err(|e| store_error(&incoming_path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut copied = 0u64;
-    loop {
-        poll();
-        let n = src.read(&mut buf).map_err(|e| unreadable(source, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| store_error(&incoming_path, e))?;
-        copied += n as u64;
-        if copied > opened.len() {
-            break; // growing while we read: reported below
-        }
-    }
-    // The copy is what the source held only if the source did not change while it was read.
-    let now = fs::metadata(source).map(|m| StatKey::of(&m));
-    let after = src.metadata().map(|m| StatKey::of(&m));
-    if copied != opened.len()
-        || StatKey::of(&opened) != key
-        || now.ok() != Some(key)
-        || after.ok() != Some(key)
-    {
-        return Err(EmbedError::FileChanged {
-            path: source.to_owned(),
-        });
-    }
+    let mut incoming = Incoming(&incoming_path, false);
+    let (sha256, key) = hash_source(source, Some((&mut out, &incoming_path)), poll)?;
     // On disk before it is named: after a power loss the index must never name a partial file.
     out.sync_all().map_err(|e| store_error(&incoming_path, e))?;
-    let sha256 = hex(&hasher.finalize());
     let path = store.join(format!("{SNAPSHOT_PREFIX}{sha256}"));
     fs::rename(&incoming_path, &path).map_err(|e| store_error(&path, e))?;
     incoming.1 = true;
-    if !key.changed_recently() {
-        write_index(index, &key.line(&sha256), store)?;
-    }
-    remove_unused(store, &sha256);
+    let entry = Entry {
+        key,
+        copied_at_ns,
+        sha256: sha256.clone(),
+        source: canonical.to_owned(),
+    };
+    write_index(index, &entry, store)?;
     Ok(Snapshot {
         file: out,
         path,
@@ -318,11 +459,11 @@ fn copy_in(
     })
 }
 
-fn write_index(index: &Path, line: &str, store: &Path) -> Result<()> {
+fn write_index(index: &Path, entry: &Entry, store: &Path) -> Result<()> {
     let tmp = index.with_extension(format!("tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(line.as_bytes())?;
+        f.write_all(entry.line().as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, index)
     };
@@ -332,32 +473,46 @@ fn write_index(index: &Path, line: &str, store: &Path) -> Result<()> {
     })
 }
 
-/// Removes snapshots no index entry names any more (their sources changed) and incoming copies
-/// of processes that died while copying. A backend that still maps a removed snapshot keeps
-/// using it: unlinking does not touch a mapping. Errors are ignored: this is housekeeping.
+/// Housekeeping after a copy (errors ignored): index entries whose source is gone or no longer
+/// the file they describe, snapshots no entry names (except `keep`), and incoming copies of
+/// processes that no longer exist. A process that still maps a removed snapshot keeps using it
+/// (unlinking does not touch a mapping; its disk space is freed when the last mapping goes).
 fn remove_unused(store: &Path, keep: &str) {
     let Ok(sources) = fs::read_dir(store.join("sources")) else {
         return;
     };
-    let mut named: Vec<String> = sources
-        .flatten()
-        .filter_map(|e| read_small(&e.path()).ok())
-        .filter_map(|text| StatKey::parse(&text).map(|(_, sha)| sha))
-        .collect();
-    named.push(keep.to_owned());
+    let mut named = vec![keep.to_owned()];
+    for entry in sources.flatten() {
+        let path = entry.path();
+        if path.extension().is_some() {
+            continue; // a lock or a temporary file
+        }
+        match read_small(&path).ok().as_deref().and_then(Entry::parse) {
+            Some(e) if fs::metadata(&e.source).is_ok_and(|m| StatKey::of(&m) == e.key) => {
+                named.push(e.sha256)
+            }
+            _ => {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
     let Ok(entries) = fs::read_dir(store) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_INCOMING);
-        let unused = if name.starts_with(INCOMING_PREFIX) {
-            old
+        let unused = if let Some(rest) = name.strip_prefix(INCOMING_PREFIX) {
+            let pid = rest.split('.').next().and_then(|p| p.parse::<i32>().ok());
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let gone = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_INCOMING);
+            gone || old
         } else if let Some(sha) = name.strip_prefix(SNAPSHOT_PREFIX) {
             !named.iter().any(|n| n == sha)
         } else {
@@ -456,18 +611,22 @@ mod tests {
 
     #[test]
     fn index_lines_round_trip_and_reject_garbage() {
-        let key = StatKey {
-            dev: 1,
-            ino: 2,
-            size: 3,
-            mtime_ns: -4,
-            ctime_ns: 5,
-            mode: 0o100644,
+        let entry = Entry {
+            key: StatKey {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime_ns: -4,
+                ctime_ns: 5,
+                mode: 0o100644,
+            },
+            copied_at_ns: 6,
+            sha256: "a".repeat(64),
+            source: PathBuf::from("/a path/with spaces"),
         };
-        let sha = "a".repeat(64);
-        assert_eq!(StatKey::parse(&key.line(&sha)), Some((key, sha)));
-        for bad in ["", "1 2 3", "1 2 3 4 5 6 zz", "x 2 3 4 5 6 aaaa"] {
-            assert_eq!(StatKey::parse(bad), None);
+        assert_eq!(Entry::parse(&entry.line()), Some(entry));
+        for bad in ["", "1 2 3", "1 2 3 4 5 6 7 zz /x", "x 2 3 4 5 6 7 aaaa /x"] {
+            assert_eq!(Entry::parse(bad), None);
         }
     }
 }

@@ -40,6 +40,21 @@ pub(crate) fn pool() -> Option<Arc<ThreadPool>> {
     POOL.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// A pool for candle's forward pass (the fallback for non-fp32 weights), which always uses
+/// rayon: the pool above when there is one, else one thread of our own, so that rayon's global
+/// pool, whose workers would take the caller's signals, is never started. None only if the
+/// system refuses a thread (candle then runs on the calling thread's global pool).
+pub(crate) fn pool_for_candle() -> Option<Arc<ThreadPool>> {
+    static ONE: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
+    pool().or_else(|| {
+        let mut one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+        if one.is_none() {
+            *one = build(1).map(Arc::new);
+        }
+        one.clone()
+    })
+}
+
 /// A pool whose threads block every signal; None if the system refuses threads (the pass then
 /// runs on the calling thread alone).
 fn build(threads: usize) -> Option<ThreadPool> {

@@ -35,6 +35,10 @@ macro_rules! with_tokenizer {
 
 pub struct TextTokenizer {
     inner: Inner,
+    /// Whether the pre-tokenizer splits at spaces, so that a prefix cut at a space gives the
+    /// whole text's first tokens (see [`prefix_windows`]); otherwise long texts are tokenized
+    /// from their first MiB.
+    splits_at_spaces: bool,
     max_seq_length: usize,
     do_lower_case: bool,
     default_prompt: Option<String>,
@@ -89,8 +93,11 @@ impl TextTokenizer {
             t.with_padding(None);
             t.with_truncation(Some(truncation)).map_err(|e| e.to_string())?;
         });
+        let splits_at_spaces =
+            with_tokenizer!(&inner, t => t.get_pre_tokenizer().is_some_and(splits_at_spaces));
         Ok(Self {
             inner,
+            splits_at_spaces,
             max_seq_length,
             do_lower_case,
             default_prompt,
@@ -145,19 +152,29 @@ impl TextTokenizer {
             crate::interrupt::poll();
             let encoding = self.encode_prepared(window.text)?;
             let full = encoding.len() >= self.max_seq_length;
+            let overflow = || {
+                encoding
+                    .get_overflowing()
+                    .iter()
+                    .map(Encoding::len)
+                    .sum::<usize>()
+            };
             let enough = window.last
                 || match window.cut {
                     Cut::None => true,
-                    Cut::AtSpace => full,
+                    // Tokens to spare past the ones kept: whatever the cut does to the last word
+                    // (a character before the spaces that a normalizer turns into a space, a
+                    // lone '▁') lands in the overflow.
+                    Cut::AtSpace if self.splits_at_spaces => {
+                        full && overflow() >= AT_SPACE_MARGIN_TOKENS
+                    }
+                    // A pre-tokenizer that does not split at spaces: only the whole text, or
+                    // the last window, is exact enough.
+                    Cut::AtSpace => false,
                     // A cut inside a word: that word's tokens may differ from the whole text's,
                     // so the tokens kept must lie well before it.
                     Cut::InsideWord => {
-                        full && encoding
-                            .get_overflowing()
-                            .iter()
-                            .map(Encoding::len)
-                            .sum::<usize>()
-                            >= INSIDE_WORD_MARGIN_TOKENS
+                        self.splits_at_spaces && full && overflow() >= INSIDE_WORD_MARGIN_TOKENS
                     }
                 };
             if enough {
@@ -214,6 +231,24 @@ const MAX_WINDOW_BYTES: usize = 1 << 20;
 /// Tokens that must lie between the tokens kept and a cut inside a word.
 const INSIDE_WORD_MARGIN_TOKENS: usize = 64;
 
+/// Tokens that must lie between the tokens kept and a cut at a space.
+const AT_SPACE_MARGIN_TOKENS: usize = 8;
+
+/// Pre-tokenizers that split at U+0020 before anything else is tokenized, so that words before
+/// a space are tokenized on their own: BERT's, Metaspace with `split` (XLM-R, T5), the
+/// whitespace splitters, ByteLevel with its regex (GPT-2's, which attaches a space to the next
+/// word); a Sequence when one of its steps does (later steps only split further).
+fn splits_at_spaces(p: &tokenizers::PreTokenizerWrapper) -> bool {
+    use tokenizers::PreTokenizerWrapper as P;
+    match p {
+        P::BertPreTokenizer(_) | P::Whitespace(_) | P::WhitespaceSplit(_) => true,
+        P::Metaspace(m) => m.get_split(),
+        P::ByteLevel(b) => b.use_regex,
+        P::Sequence(seq) => seq.as_ref().iter().any(splits_at_spaces),
+        _ => false,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Cut {
     /// The window is the whole text.
@@ -241,8 +276,12 @@ struct Window<'a> {
 /// without looking across a space. So every word that ends before the cut is tokenized as in
 /// the whole text, and once the prefix yields max_seq_length tokens or more, truncation keeps
 /// the same ones. Only U+0020 is a cut point: other whitespace (tabs, U+3000) becomes a space
-/// in some normalizers but not all. The unit test `prefixes_give_the_whole_texts_tokens`
-/// checks this against tokenizing whole texts.
+/// in some normalizers but not all; whitespace just before the cut is dropped, and a window is
+/// only taken when it yields a few tokens more than those kept, so that whatever the cut does
+/// to the last word falls outside them. Tokenizers whose pre-tokenizer does not split at spaces
+/// take the whole text, up to the last window. The unit test
+/// `prefixes_give_the_whole_texts_tokens` and the fuzz target `tokenize` check this against
+/// tokenizing whole texts.
 fn prefix_windows(text: &str, max_seq_length: usize) -> impl Iterator<Item = Window<'_>> {
     let mut size = (max_seq_length * FIRST_WINDOW_BYTES_PER_TOKEN).clamp(1024, MAX_WINDOW_BYTES);
     let mut done = false;
@@ -280,9 +319,13 @@ fn prefix_windows(text: &str, max_seq_length: usize) -> impl Iterator<Item = Win
             None => (Cut::InsideWord, end),
         };
         done = last;
-        size *= 2;
+        size = (size * 2).min(MAX_WINDOW_BYTES);
         Some(Window {
-            text: &text[..cut_at],
+            // Any whitespace before the spaces goes too (python_strip's set, and U+200B, which
+            // XLM-R's charsmap turns into a space): the window ends with its last word.
+            text: text[..cut_at].trim_end_matches(|c: char| {
+                c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c) || c == '\u{200b}'
+            }),
             cut,
             last,
         })
@@ -410,7 +453,7 @@ mod tests {
     fn prefixes_give_the_whole_texts_tokens() {
         let dishes: Vec<&str> = include_str!("../../../demo/recipes.txt").lines().collect();
         let mut texts = Vec::new();
-        for (i, sep) in [" ", "  ", " \t ", "\u{3000}", "\n", " \u{200b}", "-", "   \u{301}"]
+        for (i, sep) in [" ", "  ", " \t ", "\t  ", "\u{200b} ", "\u{a0}  ", "\u{3000}", "\n", " \u{200b}", "-", "   \u{301}"]
             .iter()
             .enumerate()
         {
