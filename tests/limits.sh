@@ -35,6 +35,8 @@ check "batch_size 4096 over 32 texts of 512 tokens: 4 passes of at most 64 MB" "
     "$(psql_do -c "SET uhok_embed.batch_size = 4096" \
         -c "SELECT cardinality(uhok_embed_batch(ARRAY(SELECT repeat('갈비탕 ', 300) || g FROM generate_series(1, 32) g))),
                    (uhok_embed_info(load => false)->>'forward_passes')::int - 0")"
+check "more than 100,000 texts in one batch: a clear refusal before any work" "ERROR:  54000" \
+    "$(psql_do -c "SELECT uhok_embed_batch(array_fill(''::text, ARRAY[100001]))")"
 check "cache_size is bounded" "ERROR:  22023" \
     "$(psql_do -c "SELECT uhok_embed_info(load => false) IS NULL" -o /dev/null -c "SET uhok_embed.cache_size = 1000000")"
 check "threads count at most the CPUs" "$(nproc)" \
