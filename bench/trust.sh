@@ -26,7 +26,11 @@ echo
 
 echo "| input | its size | backend peak RSS (VmHWM) |"
 echo "|---|---|---|"
+ready() {  # after a crash the postmaster resets every session and recovers: wait for it
+    for _ in $(seq 1 60); do "${psql[@]}" -c "SELECT 1" >/dev/null 2>&1 && return 0; sleep 1; done
+}
 measure_peak() {  # measure_peak DESCRIPTION SIZE SQL
+    ready
     local fifo; fifo=$(mktemp -u); mkfifo "$fifo"
     # One session: run the input, then print the backend's pid and wait, so that its
     # /proc/PID/status can be read while it lives.
@@ -37,7 +41,9 @@ measure_peak() {  # measure_peak DESCRIPTION SIZE SQL
     if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
         hwm=$(awk '/^VmHWM:/ { printf "%.0f MB", $2 / 1024 }' "/proc/$pid/status")
     else
-        hwm="the backend died (see the server log)"
+        sleep 1
+        hwm="the backend died: $(grep -oE 'memory allocation of [0-9]+ bytes failed|terminated by signal [0-9]+[^;]*' \
+            "$cluster/server.log" | tail -n 2 | paste -sd ';' -)"
     fi
     wait; rm -f "$fifo"
     echo "| $1 | $2 | $hwm |"
@@ -52,6 +58,7 @@ measure_peak "uhok_embed_batch of 256 texts of 512+ tokens, batch_size 4096" "25
 echo
 
 cancel_case() {  # cancel_case DESCRIPTION THREADS SQL -> ms after the timeout, worst of 3
+    ready
     local worst=0 t0 ms
     for _ in 1 2 3; do
         t0=$EPOCHREALTIME
@@ -61,6 +68,7 @@ cancel_case() {  # cancel_case DESCRIPTION THREADS SQL -> ms after the timeout, 
     done
     echo "| $1 | $2 | $worst ms |"
 }
+[ "${BENCH_SKIP_CANCEL:-}" = 1 ] && exit 0
 echo "| statement (statement_timeout 1 s) | threads | ends after the timeout (worst of 3) |"
 echo "|---|---|---|"
 for threads in 1 2; do

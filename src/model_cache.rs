@@ -4,11 +4,11 @@
 //! cached: the next call tries again, so a session can SET a good path after an error.
 //!
 //! [`try_get`] is the one place that decides when the loaded model is stale: when
-//! uhok_embed.model_path or uhok_embed.precision no longer name it, or when its
-//! model.safetensors or tokenizer.json changed on disk (someone copied a new model over the
-//! folder). The files are checked once per transaction (two stat calls), so every vector and
-//! version a transaction writes comes from one model. Until then the loaded model keeps
-//! serving from its private snapshots, which no change to the folder can reach.
+//! uhok_embed.model_path or uhok_embed.precision no longer name it, or when a file of its folder
+//! changed on disk (someone copied a new model over it). The files are checked once per
+//! transaction (a stat call per file), so every vector and version a transaction writes comes
+//! from one model. Until then the loaded model keeps serving from what it loaded (the weights
+//! and tokenizer from private snapshots, which no change to the folder can reach).
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
