@@ -24,7 +24,10 @@ fn main() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
-    let threads: usize = std::env::var("RAYON_NUM_THREADS").unwrap().parse().expect("RAYON_NUM_THREADS");
+    let threads: usize = std::env::var("RAYON_NUM_THREADS")
+        .unwrap()
+        .parse()
+        .expect("RAYON_NUM_THREADS");
     embed_core::threads::set_threads(threads);
     let names: Vec<String> = include_str!("../../../demo/recipes.txt")
         .lines()

@@ -23,7 +23,11 @@ pub enum EmbedError {
     /// The private snapshot of a model file could not be written or mapped (see snapshot.rs).
     Snapshot { path: PathBuf, reason: String },
     /// The snapshot store's volume has too little free space for a copy of a model file.
-    DiskFull { path: PathBuf, needed: u64, available: u64 },
+    DiskFull {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// A buffer of the forward pass could not be allocated.
     OutOfMemory { bytes: usize },
     /// More texts in one call than [`crate::MAX_TEXTS_PER_CALL`].

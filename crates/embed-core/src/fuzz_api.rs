@@ -87,15 +87,34 @@ pub fn config_file(bytes: &[u8]) -> Result<()> {
     let dir = scratch();
     let files = [
         ("config.json", TINY_CONFIG),
-        ("sentence_bert_config.json", r#"{"max_seq_length": 8, "do_lower_case": false}"#),
-        ("modules.json", r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#),
-        ("1_Pooling/config.json", r#"{"word_embedding_dimension": 8, "pooling_mode_mean_tokens": true}"#),
-        ("config_sentence_transformers.json", r#"{"prompts": {"query": "query: "}, "default_prompt_name": null}"#),
+        (
+            "sentence_bert_config.json",
+            r#"{"max_seq_length": 8, "do_lower_case": false}"#,
+        ),
+        (
+            "modules.json",
+            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#,
+        ),
+        (
+            "1_Pooling/config.json",
+            r#"{"word_embedding_dimension": 8, "pooling_mode_mean_tokens": true}"#,
+        ),
+        (
+            "config_sentence_transformers.json",
+            r#"{"prompts": {"query": "query: "}, "default_prompt_name": null}"#,
+        ),
     ];
     let chosen = usize::from(which) % files.len();
     for (i, (name, good)) in files.iter().enumerate() {
-        write(&dir.join(name), if i == chosen { content } else { good.as_bytes() });
+        write(
+            &dir.join(name),
+            if i == chosen {
+                content
+            } else {
+                good.as_bytes()
+            },
+        );
     }
     write(&dir.join("tokenizer.json"), b"");
     write(&dir.join("model.safetensors"), b"");
@@ -114,7 +133,8 @@ fn real_tokenizers() -> &'static [TextTokenizer] {
         ["all-MiniLM-L6-v2", "multilingual-e5-small-fixture"]
             .iter()
             .map(|m| {
-                let files = ModelFiles::in_dir(&models.join(m)).expect("test model (run scripts/install-models.sh)");
+                let files = ModelFiles::in_dir(&models.join(m))
+                    .expect("test model (run scripts/install-models.sh)");
                 let pipeline = PipelineConfig::read(&files).unwrap();
                 let snapshot: Snapshot =
                     crate::snapshot::snapshot(&files.tokenizer, &store, &mut || {}).unwrap();
@@ -132,11 +152,15 @@ pub fn tokenize(bytes: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(text);
-    let times = (1 + usize::from(repeat) * 4).min(48 * 1024 / text.len().max(1)).max(1);
+    let times = (1 + usize::from(repeat) * 4)
+        .min(48 * 1024 / text.len().max(1))
+        .max(1);
     let text = text.repeat(times);
     for t in real_tokenizers() {
         let kept = t.encode(&text);
-        let whole = t.encode_prepared(python_strip(&text)).map(|e| e.get_ids().to_vec());
+        let whole = t
+            .encode_prepared(python_strip(&text))
+            .map(|e| e.get_ids().to_vec());
         match (kept, whole) {
             (Ok(kept), Ok(whole)) => assert_eq!(kept, whole, "prefix tokens differ for {text:?}"),
             (kept, whole) => assert_eq!(kept.is_ok(), whole.is_ok()),

@@ -119,7 +119,10 @@ impl Embedder {
         // while this load reads it must not give one model's weights with another's tokenizer.
         let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         let files = ModelFiles::in_dir(dir)?;
-        let config_stamps = files.configs().map(|p| (p.to_owned(), Stamp::of(p))).collect();
+        let config_stamps = files
+            .configs()
+            .map(|p| (p.to_owned(), Stamp::of(p)))
+            .collect();
         let pipeline = PipelineConfig::read(&files)?;
         let poll = &mut interrupt::poll;
         let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
@@ -224,7 +227,13 @@ impl Embedder {
         // Tokenized a window at a time, so that the token ids held at once stay bounded too.
         for (w, window) in texts.chunks(TOKENIZE_WINDOW_TEXTS).enumerate() {
             let first = w * TOKENIZE_WINDOW_TEXTS;
-            self.embed_window(window, normalize, chunk_size, &mut between_chunks, &mut out[first..])?;
+            self.embed_window(
+                window,
+                normalize,
+                chunk_size,
+                &mut between_chunks,
+                &mut out[first..],
+            )?;
         }
         Ok(out)
     }

@@ -161,7 +161,8 @@ impl Entry {
 
     /// The source may have changed within the clock tick of its copy.
     fn racy(&self) -> bool {
-        self.copied_at_ns - self.key.ctime_ns.max(self.key.mtime_ns) < RACY_WINDOW.as_nanos() as i128
+        self.copied_at_ns - self.key.ctime_ns.max(self.key.mtime_ns)
+            < RACY_WINDOW.as_nanos() as i128
     }
 }
 
@@ -295,7 +296,14 @@ fn indexed(
             return Ok(None);
         }
         // Equal now; trusted without hashing once the source is older than the window.
-        write_index(index, &Entry { copied_at_ns: now_ns(), ..entry.clone() }, store)?;
+        write_index(
+            index,
+            &Entry {
+                copied_at_ns: now_ns(),
+                ..entry.clone()
+            },
+            store,
+        )?;
     }
     Ok(Some(Snapshot {
         file,
@@ -401,7 +409,8 @@ fn free_space(store: &Path) -> Option<u64> {
     // SAFETY: statvfs writes into the zeroed struct on this stack; the path is NUL-terminated.
     unsafe {
         let mut st: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(path.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+        (libc::statvfs(path.as_ptr(), &mut st) == 0)
+            .then(|| st.f_bavail as u64 * st.f_frsize as u64)
     }
 }
 
@@ -412,7 +421,9 @@ fn copy_in(
     index: &Path,
     poll: &mut dyn FnMut(),
 ) -> Result<Snapshot> {
-    let size = fs::metadata(source).map_err(|e| unreadable(source, e))?.len();
+    let size = fs::metadata(source)
+        .map_err(|e| unreadable(source, e))?
+        .len();
     if let Some(available) = free_space(store) {
         if available < size.saturating_add(FREE_SPACE_MARGIN) {
             return Err(EmbedError::DiskFull {
@@ -560,7 +571,10 @@ mod tests {
         assert_eq!(first.map().unwrap().len(), 3 << 20);
         // Second load: found through the index, same file.
         let again = snapshot(&source, &store, &mut || {}).unwrap();
-        assert_eq!((again.path.clone(), again.sha256.clone()), (first.path.clone(), first.sha256.clone()));
+        assert_eq!(
+            (again.path.clone(), again.sha256.clone()),
+            (first.path.clone(), first.sha256.clone())
+        );
         assert!(!first.source_changed());
         // Truncate and rewrite the source in place: the mapping still reads the old bytes.
         let mapped = first.map().unwrap();

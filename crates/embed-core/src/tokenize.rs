@@ -192,7 +192,9 @@ pub(crate) enum ParseError {
 
 /// Parses tokenizer.json's bytes (`map` maps them; called twice when the compact Unigram model
 /// does not cover the file): the compact Unigram model, else tokenizers' own.
-pub(crate) fn parse(map: &dyn Fn() -> Result<memmap2::Mmap>) -> std::result::Result<Inner, ParseError> {
+pub(crate) fn parse(
+    map: &dyn Fn() -> Result<memmap2::Mmap>,
+) -> std::result::Result<Inner, ParseError> {
     let first = map().map_err(ParseError::Io)?;
     // tokenizers' deserializers panic on some malformed files (`"decoder":;null` hit an
     // expect("Helper") in tokenizers 0.23.2, found by fuzz/tokenizer_json): an invalid file.
@@ -453,12 +455,30 @@ mod tests {
     fn prefixes_give_the_whole_texts_tokens() {
         let dishes: Vec<&str> = include_str!("../../../demo/recipes.txt").lines().collect();
         let mut texts = Vec::new();
-        for (i, sep) in [" ", "  ", " \t ", "\t  ", "\u{200b} ", "\u{a0}  ", "\u{3000}", "\n", " \u{200b}", "-", "   \u{301}"]
-            .iter()
-            .enumerate()
+        for (i, sep) in [
+            " ",
+            "  ",
+            " \t ",
+            "\t  ",
+            "\u{200b} ",
+            "\u{a0}  ",
+            "\u{3000}",
+            "\n",
+            " \u{200b}",
+            "-",
+            "   \u{301}",
+        ]
+        .iter()
+        .enumerate()
         {
             for count in [50, 300, 1000, 3000] {
-                let text: Vec<&str> = dishes.iter().cycle().skip(i * 7).take(count).copied().collect();
+                let text: Vec<&str> = dishes
+                    .iter()
+                    .cycle()
+                    .skip(i * 7)
+                    .take(count)
+                    .copied()
+                    .collect();
                 texts.push(text.join(sep));
             }
         }
@@ -504,7 +524,8 @@ mod tests {
     /// error or a tokenizer, never a panic.
     #[test]
     fn fuzz_findings_are_errors() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions/tokenizer_json");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz_regressions/tokenizer_json");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

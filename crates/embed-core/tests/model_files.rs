@@ -25,7 +25,8 @@ struct Scratch {
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let root = std::env::temp_dir().join(format!("embed-core-files-{name}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("embed-core-files-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         copy_dir(&models_dir().join("all-MiniLM-L6-v2"), &root.join("model"));
         // Old enough to be indexed (snapshot.rs skips files changed in the last 2 s).
@@ -47,7 +48,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::set_permissions(self.model().join("model.safetensors"), fs::Permissions::from_mode(0o644));
+        let _ = fs::set_permissions(
+            self.model().join("model.safetensors"),
+            fs::Permissions::from_mode(0o644),
+        );
         let _ = fs::remove_dir_all(&self.root);
     }
 }
@@ -68,7 +72,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Overwrites `path` in place the way `cp` does: same inode, truncated, then written.
 fn cp_over(path: &Path, content: &[u8]) {
-    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     f.write_all(content).unwrap();
 }
 
@@ -86,30 +94,55 @@ fn a_loaded_model_survives_every_file_operation_on_its_folder() {
     let original = fs::read(&weights).unwrap();
 
     let mut ops: Vec<(&str, Box<dyn Fn()>)> = vec![
-        ("cp of other bytes over the weights", Box::new(|| cp_over(&weights, &original[..original.len() / 3]))),
-        ("truncate the weights to 0", Box::new(|| cp_over(&weights, b""))),
-        ("half-copied weights", Box::new(|| cp_over(&weights, &original[..original.len() / 2]))),
-        ("weights back, then chmod 000", Box::new(|| {
-            cp_over(&weights, &original);
-            fs::set_permissions(&weights, fs::Permissions::from_mode(0o000)).unwrap();
-        })),
-        ("delete the weights", Box::new(|| {
-            fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
-            fs::remove_file(&weights).unwrap();
-        })),
-        ("replace the weights by rename", Box::new(|| {
-            let tmp = s.root.join("new.safetensors");
-            fs::write(&tmp, &original).unwrap();
-            fs::rename(&tmp, &weights).unwrap();
-        })),
-        ("truncate the tokenizer in place", Box::new(|| cp_over(&tokenizer, b"{"))),
+        (
+            "cp of other bytes over the weights",
+            Box::new(|| cp_over(&weights, &original[..original.len() / 3])),
+        ),
+        (
+            "truncate the weights to 0",
+            Box::new(|| cp_over(&weights, b"")),
+        ),
+        (
+            "half-copied weights",
+            Box::new(|| cp_over(&weights, &original[..original.len() / 2])),
+        ),
+        (
+            "weights back, then chmod 000",
+            Box::new(|| {
+                cp_over(&weights, &original);
+                fs::set_permissions(&weights, fs::Permissions::from_mode(0o000)).unwrap();
+            }),
+        ),
+        (
+            "delete the weights",
+            Box::new(|| {
+                fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+                fs::remove_file(&weights).unwrap();
+            }),
+        ),
+        (
+            "replace the weights by rename",
+            Box::new(|| {
+                let tmp = s.root.join("new.safetensors");
+                fs::write(&tmp, &original).unwrap();
+                fs::rename(&tmp, &weights).unwrap();
+            }),
+        ),
+        (
+            "truncate the tokenizer in place",
+            Box::new(|| cp_over(&tokenizer, b"{")),
+        ),
     ];
     for (what, op) in ops.drain(..) {
         op();
         assert!(embedder.files_changed(), "{what}: not noticed");
         let got = embedder.embed(TEXT, true).unwrap();
         assert_eq!(got, expected, "{what}: the loaded model changed");
-        assert_eq!(embedder.version().unwrap(), version, "{what}: the version changed");
+        assert_eq!(
+            embedder.version().unwrap(),
+            version,
+            "{what}: the version changed"
+        );
         // A new load sees the new files: an error that names one of them, or a model.
         if let Err(e) = s.load() {
             let path = e.path().expect("the error names a file").to_owned();
@@ -132,7 +165,13 @@ fn a_new_model_copied_over_the_old_is_a_new_version() {
     assert_ne!(new.version().unwrap(), old.version().unwrap());
     assert!(old.files_changed() && !new.files_changed());
     // sha256sum of the new file starts with the digits the version shows.
-    let hex = new.version().unwrap().rsplit('@').next().unwrap().to_owned();
+    let hex = new
+        .version()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(hex.len(), 16);
 }
 
@@ -173,7 +212,11 @@ fn damaged_model_files_are_errors_not_crashes() {
             cases.push(bad);
         }
         for bad in cases {
-            let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
             f.write_all(&bad).unwrap();
             f.seek(SeekFrom::Start(0)).unwrap();
             match s.load() {
