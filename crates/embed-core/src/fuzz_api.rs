@@ -13,6 +13,18 @@ use crate::snapshot::Snapshot;
 use crate::tokenize::{python_strip, TextTokenizer};
 use crate::Result;
 
+/// For a target's init: libFuzzer's panic hook aborts on every panic, even one the loader
+/// catches and turns into an error on purpose (tokenize.rs's no_panic around tokenizers); this
+/// hook lets those unwind and still aborts on every other.
+pub fn install_panic_hook() {
+    let abort = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !crate::tokenize::CATCHING_PANICS.get() {
+            abort(info);
+        }
+    }));
+}
+
 /// A folder of this process's own for the files a target writes.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

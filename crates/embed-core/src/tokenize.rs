@@ -209,10 +209,22 @@ pub(crate) fn parse(
     }
 }
 
+#[cfg(feature = "fuzzing")]
+thread_local! {
+    /// Inside [`no_panic`]: the fuzz targets' panic hook lets such a panic unwind to it
+    /// (libFuzzer's hook aborts on every panic, caught or not).
+    pub(crate) static CATCHING_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f`, turning a panic inside it (third-party parsing and tokenizing code only; never
 /// around a call that can raise a PostgreSQL error) into the panic's message.
 fn no_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+    #[cfg(feature = "fuzzing")]
+    CATCHING_PANICS.set(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    #[cfg(feature = "fuzzing")]
+    CATCHING_PANICS.set(false);
+    result.map_err(|payload| {
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
