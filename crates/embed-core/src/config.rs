@@ -96,15 +96,7 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::NotFound => EmbedError::FileMissing {
-            path: path.to_owned(),
-        },
-        _ => EmbedError::FileUnreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        },
-    };
+    let io = |e| EmbedError::reading(path, e);
     let mut bytes = Vec::new();
     fs::File::open(path)
         .map_err(io)?

@@ -60,6 +60,19 @@ impl EmbedError {
         }
     }
 
+    /// A failure to open or read a model file: missing, or unreadable (permissions, I/O).
+    pub(crate) fn reading(path: &Path, e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Self::FileMissing {
+                path: path.to_owned(),
+            },
+            _ => Self::FileUnreadable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn config(path: &Path, reason: impl fmt::Display) -> Self {
         Self::InvalidConfig {
             path: path.to_owned(),

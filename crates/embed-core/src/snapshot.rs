@@ -190,18 +190,6 @@ impl Snapshot {
     }
 }
 
-fn unreadable(path: &Path, e: std::io::Error) -> EmbedError {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => EmbedError::FileMissing {
-            path: path.to_owned(),
-        },
-        _ => EmbedError::FileUnreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        },
-    }
-}
-
 fn store_error(path: &Path, e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Snapshot {
         path: path.to_owned(),
@@ -239,14 +227,16 @@ fn open_store(store: &Path) -> Result<()> {
 /// content is there. `poll` runs between chunks of a copy or a hash, and while waiting for
 /// another process's copy (the extension checks for a cancel there).
 pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<Snapshot> {
-    let meta = fs::metadata(source).map_err(|e| unreadable(source, e))?;
+    let meta = fs::metadata(source).map_err(|e| EmbedError::reading(source, e))?;
     if !meta.is_file() {
         return Err(EmbedError::FileMissing {
             path: source.to_owned(),
         });
     }
     open_store(store)?;
-    let canonical = source.canonicalize().map_err(|e| unreadable(source, e))?;
+    let canonical = source
+        .canonicalize()
+        .map_err(|e| EmbedError::reading(source, e))?;
     let index = store
         .join("sources")
         .join(&hex(&Sha256::digest(canonical.as_os_str().as_encoded_bytes()))[..32]);
@@ -255,7 +245,7 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
     }
     // One copier per source: the others wait here, then find its copy in the index.
     let _lock = lock(&index.with_extension("lock"), poll)?;
-    let meta = fs::metadata(source).map_err(|e| unreadable(source, e))?;
+    let meta = fs::metadata(source).map_err(|e| EmbedError::reading(source, e))?;
     if let Some(found) = indexed(&index, StatKey::of(&meta), source, store, true, poll)? {
         return Ok(found);
     }
@@ -361,14 +351,16 @@ fn hash_source(
     mut out: Option<(&mut File, &Path)>,
     poll: &mut dyn FnMut(),
 ) -> Result<(String, StatKey)> {
-    let mut src = File::open(source).map_err(|e| unreadable(source, e))?;
-    let opened = StatKey::of(&src.metadata().map_err(|e| unreadable(source, e))?);
+    let mut src = File::open(source).map_err(|e| EmbedError::reading(source, e))?;
+    let opened = StatKey::of(&src.metadata().map_err(|e| EmbedError::reading(source, e))?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut read = 0u64;
     loop {
         poll();
-        let n = src.read(&mut buf).map_err(|e| unreadable(source, e))?;
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| EmbedError::reading(source, e))?;
         if n == 0 {
             break;
         }
@@ -422,7 +414,7 @@ fn copy_in(
     poll: &mut dyn FnMut(),
 ) -> Result<Snapshot> {
     let size = fs::metadata(source)
-        .map_err(|e| unreadable(source, e))?
+        .map_err(|e| EmbedError::reading(source, e))?
         .len();
     if let Some(available) = free_space(store) {
         if available < size.saturating_add(FREE_SPACE_MARGIN) {
