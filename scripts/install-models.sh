@@ -96,7 +96,11 @@ if [ "$mode" != hub-only ]; then
     install_e5_fixture
     default=${default:-multilingual-e5-small-fixture}
 fi
-ln -sfn "models/$default" "$dest/model"
+# Switched atomically: a new link renamed over the old one (ln -sfn unlinks, then links, and a
+# backend loading in between would find no model). Running backends notice the new target at
+# their next transaction (issue 23.1).
+ln -sfn "models/$default" "$dest/model.new.$$"
+mv -Tf "$dest/model.new.$$" "$dest/model"
 # The server runs as another OS user: everything must be world-readable.
 chmod -R a+rX "$dest"
 log "default model: $default ($dest/model)"

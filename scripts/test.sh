@@ -4,7 +4,8 @@
 #   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
 #   3. concurrency scripts on the same cluster (tests/concurrency/); on clusters of their own
 #      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
-#      file operations on a loaded model's folder (tests/model_files.sh), huge inputs, bounded
+#      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
+#      symlink under running sessions (tests/model_switch.sh), huge inputs, bounded
 #      settings and cancels (tests/limits.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
 #      that no released SQL script was edited (tests/released_scripts.sh)
 #   4. hadolint on the Dockerfile
@@ -69,6 +70,8 @@ bash tests/model_files.sh $((port + 3))
 result "tests/model_files.sh" $?
 bash tests/limits.sh $((port + 4))
 result "tests/limits.sh" $?
+bash tests/model_switch.sh $((port + 5))
+result "tests/model_switch.sh" $?
 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh" $?
 bash tests/released_scripts.sh

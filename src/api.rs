@@ -161,5 +161,31 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
             ]);
         }
     }
+    if !may_see_server_files() {
+        // Paths and load errors (which name files) describe the server's disk: only for those
+        // who may read server files anyway.
+        let info = info.as_object_mut().unwrap();
+        info.remove("model_dir");
+        info.remove("model_path");
+        if let Some(error) = info.get_mut("error") {
+            if !error.is_null() {
+                *error = json!(
+                    "the model could not be loaded (superusers and members of pg_read_server_files see why)"
+                );
+            }
+        }
+    }
     JsonB(info)
+}
+
+/// A superuser, or a member of pg_read_server_files: who may see server paths.
+fn may_see_server_files() -> bool {
+    // SAFETY: plain catalog lookups for the current user, inside a transaction.
+    unsafe {
+        pg_sys::superuser()
+            || pg_sys::has_privs_of_role(
+                pg_sys::GetUserId(),
+                pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES),
+            )
+    }
 }

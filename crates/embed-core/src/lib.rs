@@ -70,6 +70,9 @@ impl LoadOptions {
 
 /// A loaded model folder, ready to embed.
 pub struct Embedder {
+    /// The folder as the caller named it (a symlink, say `$sharedir/uhok_embed/model`);
+    /// `files.dir` is what it resolved to when loaded.
+    requested_dir: PathBuf,
     files: ModelFiles,
     name: String,
     pipeline: PipelineConfig,
@@ -115,8 +118,10 @@ impl Embedder {
     /// the files themselves.
     pub fn load_from(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let started = Instant::now();
+        let requested_dir = dir.to_owned();
         // Resolved once: a folder that is a symlink (the default model) moved to another model
         // while this load reads it must not give one model's weights with another's tokenizer.
+        // files_changed() resolves it again to notice the move.
         let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         let files = ModelFiles::in_dir(dir)?;
         let config_stamps = files
@@ -152,6 +157,7 @@ impl Embedder {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
         Ok(Self {
+            requested_dir,
             files,
             name,
             pipeline,
@@ -164,17 +170,29 @@ impl Embedder {
         })
     }
 
-    /// True when a file of the folder is no longer the one this embedder read (written,
-    /// truncated, replaced, removed, chmod'ed): model.safetensors, tokenizer.json or one of the
-    /// JSON configuration files. The embedder itself keeps working from what it loaded either
-    /// way; the caller decides when to reload. A stat call per file, a few microseconds.
+    /// True when the folder the caller named no longer resolves to the one this embedder read
+    /// (a symlink on the way now points elsewhere: `ln -sfn models/other model`, or removed),
+    /// or when a file of that folder is no longer the one it read (written, truncated,
+    /// replaced, removed, chmod'ed): model.safetensors, tokenizer.json or one of the JSON
+    /// configuration files. The embedder itself keeps working from what it loaded either way;
+    /// the caller decides when to reload. A realpath and a stat call per file, a few
+    /// microseconds.
     pub fn files_changed(&self) -> bool {
-        self.weights.source_changed()
+        self.folder_moved()
+            || self.weights.source_changed()
             || self.tokenizer_file.source_changed()
             || self
                 .config_stamps
                 .iter()
                 .any(|(path, stamp)| Stamp::of(path) != *stamp)
+    }
+
+    /// True when the folder the caller named resolves elsewhere than when it was loaded.
+    fn folder_moved(&self) -> bool {
+        match self.requested_dir.canonicalize() {
+            Ok(now) => now != self.files.dir,
+            Err(_) => true,
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -55,8 +55,8 @@ const INCOMING_PREFIX: &str = "pgsql_tmp.incoming.";
 /// File timestamps are only as fine as the kernel's clock tick (4 ms here), so a write in the
 /// same tick as our copy could leave the stat data unchanged (git's "racily clean" problem). An
 /// entry whose source changed (ctime, which every write, chmod and rename sets, whatever mtime
-/// `cp -p` or `rsync -t` restore) less than this before its copy is trusted only after the
-/// source is hashed again and found equal.
+/// `cp -p` or `rsync -t` restore) less than this before or after its copy is trusted only after
+/// the source is hashed again and found equal.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Incoming copies of a process that no longer exists, or older than this, are removed.
@@ -159,10 +159,14 @@ impl Entry {
         })
     }
 
-    /// The source may have changed within the clock tick of its copy.
+    /// The source may have changed within the clock tick of its copy: its ctime is within the
+    /// window on either side of the copy's own time. ctime, not mtime: the kernel stamps ctime
+    /// at every write, chmod and utime, while mtime is whatever `tar x`, `rsync -t` or
+    /// `touch -d` set, a future time included, which kept such an entry racy forever (every
+    /// new backend re-hashed the weights under the lock). A ctime beyond the window after the
+    /// copy is a clock that was stepped back, not a write in the copy's tick.
     fn racy(&self) -> bool {
-        self.copied_at_ns - self.key.ctime_ns.max(self.key.mtime_ns)
-            < RACY_WINDOW.as_nanos() as i128
+        (self.copied_at_ns - self.key.ctime_ns).abs() < RACY_WINDOW.as_nanos() as i128
     }
 }
 
@@ -613,6 +617,36 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(&store).unwrap();
+    }
+
+    #[test]
+    fn only_a_change_near_the_copy_is_racy() {
+        let second = 1_000_000_000_i128;
+        let copied_at_ns = 1_800_000_000 * second;
+        let entry = |ctime_ns: i128, mtime_ns: i128| Entry {
+            key: StatKey {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime_ns,
+                ctime_ns,
+                mode: 0o100644,
+            },
+            copied_at_ns,
+            sha256: "a".repeat(64),
+            source: PathBuf::from("/x"),
+        };
+        let year = 365 * 24 * 3600 * second;
+        // A change in the copy's tick, before or after it.
+        assert!(entry(copied_at_ns, copied_at_ns).racy());
+        assert!(entry(copied_at_ns - second, copied_at_ns - second).racy());
+        assert!(entry(copied_at_ns + second, copied_at_ns).racy());
+        // Older than the window, whatever mtime says (tar x, rsync -t, touch -d).
+        assert!(!entry(copied_at_ns - 60 * second, copied_at_ns - 60 * second).racy());
+        assert!(!entry(copied_at_ns - 60 * second, copied_at_ns + year).racy());
+        assert!(!entry(copied_at_ns - 60 * second, copied_at_ns - year).racy());
+        // A ctime far in the future: the clock was stepped back since.
+        assert!(!entry(copied_at_ns + year, copied_at_ns + year).racy());
     }
 
     #[test]

@@ -175,6 +175,50 @@ fn a_new_model_copied_over_the_old_is_a_new_version() {
     assert_eq!(hex.len(), 16);
 }
 
+/// A folder named through a symlink (`$sharedir/uhok_embed/model -> models/<name>`): pointing
+/// the link at another model, at any level of the path, is a change; the old embedder keeps its
+/// model and a new load names the new folder.
+#[test]
+fn a_symlink_switched_to_another_model_is_a_change() {
+    let s = Scratch::new("symlink");
+    copy_dir(&s.model(), &s.root.join("other"));
+    let link = s.root.join("current");
+    std::os::unix::fs::symlink("model", &link).unwrap();
+    let options = s.options();
+    let old = Embedder::load_from(&link, &options).unwrap();
+    assert_eq!(old.name(), "model");
+    assert!(!old.files_changed());
+
+    // Switched atomically, as install-models.sh does: a new link renamed over the old one.
+    let staged = s.root.join("current.new");
+    std::os::unix::fs::symlink("other", &staged).unwrap();
+    fs::rename(&staged, &link).unwrap();
+    assert!(old.files_changed(), "the link's new target was not noticed");
+    let new = Embedder::load_from(&link, &options).unwrap();
+    assert_eq!(new.name(), "other");
+    assert!(!new.files_changed());
+    // Same weights, another folder: the version names the folder.
+    assert_ne!(new.version().unwrap(), old.version().unwrap());
+
+    // A link higher up the path (a parent folder that is a symlink) counts as well.
+    let parent = s.root.join("parent");
+    std::os::unix::fs::symlink(&s.root, &parent).unwrap();
+    let through_parent = Embedder::load_from(&parent.join("model"), &options).unwrap();
+    fs::remove_file(&parent).unwrap();
+    std::os::unix::fs::symlink(s.root.join("other-root"), &parent).unwrap();
+    fs::create_dir_all(s.root.join("other-root")).unwrap();
+    std::os::unix::fs::symlink(s.root.join("other"), s.root.join("other-root/model")).unwrap();
+    assert!(
+        through_parent.files_changed(),
+        "a parent link's new target was not noticed"
+    );
+
+    // A dangling link is a change too (the next load reports the missing folder).
+    fs::remove_dir_all(s.root.join("other")).unwrap();
+    assert!(new.files_changed());
+    assert!(Embedder::load_from(&link, &options).is_err());
+}
+
 /// Flipped and truncated bytes in every file of the folder: the load returns (Ok or an error
 /// naming the folder's file), and a model that loads embeds without a crash.
 #[test]

@@ -36,3 +36,21 @@ SELECT (uhok_embed_info()->>'forward_passes')::int AS passes_before \gset
 SELECT uhok_embed(t) IS NOT NULL FROM (VALUES ('김치찌개'), ('김치찌개')) AS v(t);
 SELECT (uhok_embed_info()->>'forward_passes')::int - :passes_before AS forward_passes;
 RESET uhok_embed.cache_size;
+
+-- Server paths and load errors (which name files) only for superusers and members of
+-- pg_read_server_files; other roles see the status, model, version, dim and counters.
+CREATE ROLE uhok_info_reader;
+SET ROLE uhok_info_reader;
+SELECT key FROM jsonb_object_keys(uhok_embed_info()) AS key ORDER BY key;
+RESET ROLE;
+SET uhok_embed.model_path = '/nonexistent/model';
+SET ROLE uhok_info_reader;
+SELECT uhok_embed_info()->>'status' AS status, uhok_embed_info()->>'error' AS error;
+RESET ROLE;
+GRANT pg_read_server_files TO uhok_info_reader;
+SET ROLE uhok_info_reader;
+SELECT uhok_embed_info()->>'error' LIKE '%/nonexistent/model%' AS error_names_the_path,
+       uhok_embed_info() ? 'model_dir' AS has_model_dir;
+RESET ROLE;
+RESET uhok_embed.model_path;
+DROP ROLE uhok_info_reader;
