@@ -54,6 +54,11 @@ session_script=$(cat <<SQL
 SELECT vector_dims(uhok_embed('kimchi stew'));
 SELECT uhok_embed_version() AS v0 \\gset
 SELECT count(*) >= 2 FROM pg_catalog.pg_ls_dir('uhok_embed') f WHERE f LIKE 'pgsql_tmp.%';
+\\! ls -i $cluster/data/uhok_embed | grep pgsql_tmp > $work/copies.before
+\\! chmod a+r $m/model.safetensors $m/tokenizer.json
+\\echo chmod to the same mode: the same version, hashed again, not copied
+SELECT vector_dims(uhok_embed('kimchi stew')), uhok_embed_version() = :'v0';
+\\! ls -i $cluster/data/uhok_embed | grep pgsql_tmp | cmp -s - $work/copies.before && echo same copies
 \\! cp $work/variant.safetensors $m/model.safetensors
 \\echo cp over the weights in place: a new version
 SELECT vector_dims(uhok_embed('kimchi stew')), uhok_embed_version() <> :'v0';
@@ -98,6 +103,9 @@ expected=$(cat <<'OUT'
 loaded
 384
 t
+chmod to the same mode: the same version, hashed again, not copied
+384|t
+same copies
 cp over the weights in place: a new version
 384|t
 truncated to 0

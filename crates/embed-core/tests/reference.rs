@@ -156,6 +156,62 @@ fn multilingual_matches_sentence_transformers() {
     );
 }
 
+/// uhok_embed() is IMMUTABLE (expression indexes and generated columns rely on it): a text
+/// embedded alone, and a batch, give the same bits at one compute thread and at two (threads
+/// split a product's rows or columns; each output is summed in the same order either way).
+fn check_threads_change_no_bits(model: &str, reference_file: &str) {
+    let embedder = load(model);
+    let texts: Vec<String> = reference(reference_file)
+        .items
+        .into_iter()
+        .map(|i| i.text)
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let run = |threads: usize| {
+        embed_core::threads::set_threads(threads);
+        let alone: Vec<Vec<f32>> = refs
+            .iter()
+            .map(|t| embedder.embed(t, true).unwrap())
+            .collect();
+        let batch = embedder.embed_batch(&refs, true).unwrap();
+        embed_core::threads::set_threads(1);
+        (alone, batch)
+    };
+    let (one, two) = (run(1), run(2));
+    if embed_core::threads::max_threads() < 2 {
+        println!("{model}: one CPU, threads are always 1 here");
+    }
+    for (i, text) in refs.iter().enumerate() {
+        assert!(
+            one.0[i]
+                .iter()
+                .zip(&two.0[i])
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{model} {text:?}: alone, 1 vs 2 threads differ"
+        );
+        assert!(
+            one.1[i]
+                .iter()
+                .zip(&two.1[i])
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{model} {text:?}: in a batch, 1 vs 2 threads differ"
+        );
+    }
+}
+
+#[test]
+fn minilm_threads_change_no_bits() {
+    check_threads_change_no_bits("all-MiniLM-L6-v2", "all-MiniLM-L6-v2.json");
+}
+
+#[test]
+fn multilingual_threads_change_no_bits() {
+    check_threads_change_no_bits(
+        "multilingual-e5-small-fixture",
+        "multilingual-e5-small-fixture.json",
+    );
+}
+
 #[test]
 fn minilm_batch_equals_single() {
     check_batch_equals_single("all-MiniLM-L6-v2", "all-MiniLM-L6-v2.json");
