@@ -6,7 +6,8 @@
 #      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
 #      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
 #      symlink under running sessions (tests/model_switch.sh), huge inputs, bounded
-#      settings and cancels (tests/limits.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
+#      settings and cancels (tests/limits.sh), the worst inputs under shrinking address-space
+#      limits (tests/address_space.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
 #      that no released SQL script was edited (tests/released_scripts.sh)
 #   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
@@ -72,6 +73,8 @@ bash tests/limits.sh $((port + 4))
 result "tests/limits.sh" $?
 bash tests/model_switch.sh $((port + 5))
 result "tests/model_switch.sh" $?
+bash tests/address_space.sh $((port + 6))
+result "tests/address_space.sh" $?
 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh" $?
 bash tests/released_scripts.sh

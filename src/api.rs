@@ -58,8 +58,12 @@ pub fn uhok_embed_batch(
             None,
         );
     }
-    let inputs: Vec<Option<&str>> = inputs.iter().collect();
-    let present: Vec<&str> = inputs.iter().flatten().copied().collect();
+    // Reserved fallibly, like every buffer whose size the input decides: an allocation that
+    // fails in Rust aborts the backend (and resets the cluster), one that fails here is 53200.
+    let mut texts = vec_for(inputs.len());
+    texts.extend(inputs.iter());
+    let mut present = vec_for(texts.len());
+    present.extend(texts.iter().flatten().copied());
     let mut passes = 0;
     let vectors = model
         .embed_many(&present, normalize, gucs::batch_size(), || {
@@ -70,10 +74,28 @@ pub fn uhok_embed_batch(
         .unwrap_or_else(|e| error::raise(e, None));
     model_cache::record(present.len(), passes);
     let mut vectors = vectors.into_iter();
-    inputs
-        .iter()
-        .map(|input| input.and_then(|_| vectors.next()).map(Vector))
-        .collect()
+    let mut out = vec_for(texts.len());
+    out.extend(
+        texts
+            .iter()
+            .map(|input| input.and_then(|_| vectors.next()).map(Vector)),
+    );
+    out
+}
+
+/// An empty Vec with room for `len` elements, or ERROR 53200 if that cannot be had.
+fn vec_for<T>(len: usize) -> Vec<T> {
+    let mut v = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        error::raise(
+            embed_core::EmbedError::OutOfMemory {
+                bytes: len.saturating_mul(std::mem::size_of::<T>()),
+                what: "the texts of this call",
+            },
+            None,
+        );
+    }
+    v
 }
 
 /// `uhok_embed_version() RETURNS text`: the loaded model's version, what the sync triggers and

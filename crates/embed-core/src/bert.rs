@@ -354,6 +354,7 @@ fn zeroed(len: usize) -> Result<Vec<f32>> {
     buf.try_reserve_exact(len)
         .map_err(|_| EmbedError::OutOfMemory {
             bytes: len.saturating_mul(4),
+            what: "the forward pass",
         })?;
     buf.resize(len, 0.0);
     Ok(buf)

@@ -28,8 +28,8 @@ pub enum EmbedError {
         needed: u64,
         available: u64,
     },
-    /// A buffer of the forward pass could not be allocated.
-    OutOfMemory { bytes: usize },
+    /// Memory could not be allocated: `what` says for what ("the forward pass", ...).
+    OutOfMemory { bytes: usize, what: &'static str },
     /// More texts in one call than [`crate::MAX_TEXTS_PER_CALL`].
     TooManyTexts { count: usize, max: usize },
     /// An input could not be tokenised.
@@ -160,10 +160,10 @@ impl fmt::Display for EmbedError {
                     available >> 20
                 )
             }
-            Self::OutOfMemory { bytes } => {
+            Self::OutOfMemory { bytes, what } => {
                 write!(
                     f,
-                    "out of memory: could not allocate {bytes} bytes for the forward pass"
+                    "out of memory: could not allocate {bytes} bytes for {what}"
                 )
             }
             Self::TooManyTexts { count, max } => {

@@ -129,6 +129,7 @@ impl Embedder {
             .map(|p| (p.to_owned(), Stamp::of(p)))
             .collect();
         let pipeline = PipelineConfig::read(&files)?;
+        reserve_for_load(&files, options.backend)?;
         let poll = &mut interrupt::poll;
         let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
         let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_snapshot, &pipeline)?;
@@ -236,10 +237,12 @@ impl Embedder {
                 max: MAX_TEXTS_PER_CALL,
             });
         }
+        self.reserve_for_call(texts)?;
         let mut out = Vec::new();
         out.try_reserve_exact(texts.len())
             .map_err(|_| EmbedError::OutOfMemory {
                 bytes: texts.len() * std::mem::size_of::<Vec<f32>>(),
+                what: "the results",
             })?;
         out.resize(texts.len(), Vec::new());
         // Tokenized a window at a time, so that the token ids held at once stay bounded too.
@@ -254,6 +257,50 @@ impl Embedder {
             )?;
         }
         Ok(out)
+    }
+
+    /// Bytes a call over `texts` holds at its peak, estimated before any work: the result
+    /// vectors (kept until the call returns), one window's token ids, one forward pass's
+    /// activations, and the tokenizer's work on the longest text (tokenizers allocates ~24
+    /// bytes per byte of text it normalizes, and a text reaches it as a prefix of at most
+    /// `MAX_WINDOW_BYTES`, see tokenize.rs). Over-estimated rather than under: it only decides
+    /// whether to start.
+    pub fn call_bytes(&self, texts: &[&str]) -> usize {
+        let n = texts.len();
+        let max_seq = self.tokenizer.max_seq_length();
+        // A token covers at least one byte; special tokens and a prompt add a few.
+        let tokens: usize = texts
+            .iter()
+            .map(|t| max_seq.min(t.len().saturating_add(8)))
+            .fold(0, usize::saturating_add);
+        let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        let bert = &self.pipeline.bert;
+        let per_token = 4 * (6 * bert.hidden_size + bert.intermediate_size);
+        // Per text: its vector, the Vec and malloc headers, and the SQL layer's arrays of &str.
+        let result = 4 * self.pipeline.bert.hidden_size * self.pipeline.pooling.len().max(1) + 128;
+        n.saturating_mul(result)
+            .saturating_add(
+                n.min(TOKENIZE_WINDOW_TEXTS)
+                    .saturating_mul(4 * max_seq + 64),
+            )
+            .saturating_add(tokens.min(self.tokens_per_pass()).saturating_mul(per_token))
+            .saturating_add(64 * longest.min(tokenize::MAX_WINDOW_BYTES))
+    }
+
+    /// Checks that the memory a call needs ([`Self::call_bytes`]) can be had before it starts:
+    /// under an address-space limit (`ulimit -v`, a cgroup) or `vm.overcommit_memory = 2`, an
+    /// allocation that fails half-way in Rust aborts the process (and PostgreSQL resets the
+    /// cluster), while this fails as an error. The probe is reserved, never touched, and freed
+    /// at once (a few microseconds: an mmap and munmap at most).
+    fn reserve_for_call(&self, texts: &[&str]) -> Result<()> {
+        let bytes = self.call_bytes(texts);
+        let mut probe: Vec<u8> = Vec::new();
+        probe
+            .try_reserve_exact(bytes)
+            .map_err(|_| EmbedError::OutOfMemory {
+                bytes,
+                what: "this call's texts (estimated before starting)",
+            })
     }
 
     /// embed_many over one window of texts, results into `out`.
@@ -369,6 +416,29 @@ impl Embedder {
             backend: self.encoder.backend().name(),
         }
     }
+}
+
+/// Checks, before a load starts, that the private memory it needs can be had (see
+/// [`Embedder::reserve_for_call`] for why): the tokenizer's tables (well under the size of
+/// tokenizer.json: ~5 MB for the multilingual models' 17 MB), a read buffer, the bf16 copy of the
+/// layers' weights when asked for (half the weights file), and a margin for the configuration.
+/// The weights themselves are mapped, and a mapping that finds no room is an error too.
+fn reserve_for_load(files: &ModelFiles, backend: Backend) -> Result<()> {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as usize);
+    let bf16 = match backend {
+        Backend::FastBf16 => size(&files.weights) / 2,
+        Backend::Fast | Backend::Candle => 0,
+    };
+    let bytes = size(&files.tokenizer)
+        .saturating_add(bf16)
+        .saturating_add(16 << 20);
+    let mut probe: Vec<u8> = Vec::new();
+    probe
+        .try_reserve_exact(bytes)
+        .map_err(|_| EmbedError::OutOfMemory {
+            bytes,
+            what: "loading the model (estimated before starting)",
+        })
 }
 
 /// A file of one of the test models (scripts/install-models.sh installs them; point

@@ -374,9 +374,16 @@ fn map(file: &File, path: &Path) -> Result<Mmap> {
     // SAFETY: read-only mapping of a snapshot: a file of ours, created 0400 in a folder only we
     // can write, and never written after it was renamed into place (a new content is a new
     // file), so it cannot change or shrink under the mapping. Unlinking it keeps the mapping.
-    unsafe { Mmap::map(file) }.map_err(|e| EmbedError::Snapshot {
-        path: path.to_owned(),
-        reason: e.to_string(),
+    unsafe { Mmap::map(file) }.map_err(|e| match e.raw_os_error() {
+        // No address space left for the mapping (ulimit -v, a cgroup): out of memory, not I/O.
+        Some(libc::ENOMEM) => EmbedError::OutOfMemory {
+            bytes: file.metadata().map_or(0, |m| m.len() as usize),
+            what: "mapping the model file",
+        },
+        _ => EmbedError::Snapshot {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
     })
 }
 
@@ -414,7 +421,13 @@ fn hash_source(
     let mut src = File::open(source).map_err(|e| EmbedError::reading(source, e))?;
     let opened = StatKey::of(&src.metadata().map_err(|e| EmbedError::reading(source, e))?);
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(1 << 20)
+        .map_err(|_| EmbedError::OutOfMemory {
+            bytes: 1 << 20,
+            what: "reading the model file",
+        })?;
+    buf.resize(1 << 20, 0u8);
     let mut read = 0u64;
     loop {
         poll();

@@ -240,7 +240,7 @@ const FIRST_WINDOW_BYTES_PER_TOKEN: usize = 32;
 
 /// The largest window: beyond it, a text whose first max_seq_length tokens are not yet found
 /// before a whitespace (one word of over a MiB) is tokenized from this much of it.
-const MAX_WINDOW_BYTES: usize = 1 << 20;
+pub(crate) const MAX_WINDOW_BYTES: usize = 1 << 20;
 
 /// Tokens that must lie between the tokens kept and a cut inside a word.
 const INSIDE_WORD_MARGIN_TOKENS: usize = 64;

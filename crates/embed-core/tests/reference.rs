@@ -212,6 +212,23 @@ fn multilingual_threads_change_no_bits() {
     );
 }
 
+/// The estimate a call is checked against before it starts (Embedder::call_bytes): it covers
+/// the results of many texts, and a huge text costs only its tokenization window.
+#[test]
+fn call_estimates_cover_the_worst_inputs() {
+    let embedder = load("multilingual-e5-small-fixture");
+    let empty = vec![""; 100_000];
+    let many = embedder.call_bytes(&empty);
+    // 100,000 vectors of 384 floats are 154 MB by themselves.
+    assert!(many > 154_000_000 && many < 400_000_000, "{many}");
+    let huge = "kimchi ".repeat(50_000_000);
+    let one = embedder.call_bytes(&[huge.as_str()]);
+    assert!(one < 200_000_000, "{one}");
+    let short = embedder.call_bytes(&["갈비탕"]);
+    assert!(short < 1_000_000, "{short}");
+    println!("estimates: 100,000 empty texts {many} B, one 350 MB text {one} B, one short {short} B");
+}
+
 #[test]
 fn minilm_batch_equals_single() {
     check_batch_equals_single("all-MiniLM-L6-v2", "all-MiniLM-L6-v2.json");
