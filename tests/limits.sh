@@ -65,6 +65,24 @@ psql_do -c "CREATE DATABASE euc_kr TEMPLATE template0 ENCODING 'EUC_KR' LOCALE '
 check "CREATE EXTENSION in an EUC_KR database: a clear refusal" "ERROR:  0A000" \
     "$(psql_do -d euc_kr -c "CREATE EXTENSION vector" -c "CREATE EXTENSION uhok_embed")"
 
+# fp16 weights (issue 23.4): the fast pass from one fp32 copy in the snapshot store, not candle's
+# private copy per backend; cancels stop a long batch as for fp32 models.
+ensure_venv numpy
+fp16=$(mktemp -d /tmp/uhok_embed_fp16.XXXX)
+"$VENV/bin/python" "$here/../scripts/make_fp16_model.py" "$PG_SHAREDIR/uhok_embed/models/all-MiniLM-L6-v2" "$fp16/model"
+chmod -R a+rX "$fp16"
+check "an fp16 model runs the fast pass, close to its fp32 original, from one widened copy" "$(printf 'fast|t\n1')" \
+    "$(psql_do -c "SET uhok_embed.model_path = '$fp16/model'" \
+        -c "CREATE TEMP TABLE fp16 AS SELECT uhok_embed_info()->>'backend' AS backend, uhok_embed('kimchi stew') AS v" \
+        -c "SET uhok_embed.model_path = '\$sharedir/uhok_embed/models/all-MiniLM-L6-v2'" \
+        -c "SELECT backend, (v <=> uhok_embed('kimchi stew')) < 0.01 FROM fp16" \
+        -c "SELECT count(*) FROM pg_ls_dir('uhok_embed') f WHERE f LIKE 'pgsql_tmp.%.fp32'")"
+check "statement_timeout stops an fp16 model's batch of 200 long texts" "$(printf 'ERROR:  57014\n1')" \
+    "$(psql_do -c "SET uhok_embed.model_path = '$fp16/model'" -c "SET statement_timeout = '1s'" \
+        -c "SELECT cardinality(uhok_embed_batch(ARRAY(SELECT repeat('kimchi stew ', 2000) || g FROM generate_series(1, 200) g)))" \
+        -c "SELECT 1")"
+rm -rf "$fp16"
+
 check "no backend crashed" 0 \
     "$(grep -cE 'terminated by signal|was terminated|server process .* exited' "$cluster/server.log" || true)"
 exit $fail

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod threads;
 pub mod tokenize;
 mod unigram;
+mod widen;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -134,6 +135,17 @@ impl Embedder {
         let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
         let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_snapshot, &pipeline)?;
         let weights_snapshot = snapshot::snapshot(&files.weights, &options.snapshot_dir, poll)?;
+        // fp16/bf16 weights run the fast pass from an fp32 copy shared by all backends; candle,
+        // when asked for by name (the benchmarks' reference), converts them itself.
+        let weights_snapshot = match options.backend {
+            Backend::Fast | Backend::FastBf16 => widen::to_fp32(
+                &files.weights,
+                weights_snapshot,
+                &options.snapshot_dir,
+                poll,
+            )?,
+            Backend::Candle => weights_snapshot,
+        };
         let encoder = Encoder::load(
             &files.weights,
             &weights_snapshot,

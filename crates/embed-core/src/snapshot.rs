@@ -189,6 +189,56 @@ impl Snapshot {
         map(&self.file, &self.path)
     }
 
+    /// A file derived from this snapshot's content (the fp32 weights of an fp16 model, see
+    /// widen.rs): `pgsql_tmp.<sha256>.<suffix>` in the same store, written once by `write` (to
+    /// an incoming file, fsynced, then renamed into place, one writer at a time) and shared by
+    /// every backend like the snapshot itself. It stands for the same source: same hash (so the
+    /// same version), same change detection. Removed with the snapshot it derives from.
+    pub fn derived(
+        &self,
+        store: &Path,
+        suffix: &str,
+        poll: &mut dyn FnMut(),
+        write: &mut dyn FnMut(&mut File, &mut dyn FnMut()) -> std::io::Result<()>,
+    ) -> Result<Snapshot> {
+        let path = store.join(format!("{SNAPSHOT_PREFIX}{}.{suffix}", self.sha256));
+        let found = |file: File, path: PathBuf| Snapshot {
+            file,
+            path,
+            sha256: self.sha256.clone(),
+            source: self.source.clone(),
+            key: self.key,
+        };
+        if let Ok(file) = File::open(&path) {
+            return Ok(found(file, path));
+        }
+        let lock_path = store
+            .join("sources")
+            .join(format!("{}.{suffix}.lock", &self.sha256[..32]));
+        let _lock = lock(&lock_path, poll)?;
+        if let Ok(file) = File::open(&path) {
+            return Ok(found(file, path));
+        }
+        let incoming_path = store.join(format!(
+            "{INCOMING_PREFIX}{}.{}",
+            std::process::id(),
+            now_ns()
+        ));
+        let mut out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&incoming_path)
+            .map_err(|e| store_error(&incoming_path, e))?;
+        let mut incoming = Incoming(&incoming_path, false);
+        write(&mut out, poll).map_err(|e| store_error(&incoming_path, e))?;
+        out.sync_all().map_err(|e| store_error(&incoming_path, e))?;
+        fs::rename(&incoming_path, &path).map_err(|e| store_error(&path, e))?;
+        incoming.1 = true;
+        Ok(found(out, path))
+    }
+
     /// True when the source file is no longer the one this snapshot was copied from (written,
     /// truncated, replaced, removed or its permissions changed). A stat call, ~1 µs.
     pub fn source_changed(&self) -> bool {
@@ -589,7 +639,9 @@ fn remove_unused(store: &Path, keep: &str) {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > STALE_INCOMING);
             gone || old
-        } else if let Some(sha) = name.strip_prefix(SNAPSHOT_PREFIX) {
+        } else if let Some(rest) = name.strip_prefix(SNAPSHOT_PREFIX) {
+            // A snapshot, or a file derived from one (`<sha256>.<suffix>`).
+            let sha = rest.split('.').next().unwrap_or(rest);
             !named.iter().any(|n| n == sha)
         } else {
             false

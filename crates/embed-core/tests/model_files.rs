@@ -219,6 +219,96 @@ fn a_symlink_switched_to_another_model_is_a_change() {
     assert!(Embedder::load_from(&link, &options).is_err());
 }
 
+/// A bf16 copy of the model runs the fast forward pass from one fp32 copy in the snapshot store
+/// (widen.rs), written by the first load and found by the next, with candle's vectors and the
+/// source's version; before, it fell back to candle's private, padded pass.
+#[test]
+fn a_bf16_model_runs_the_fast_pass_from_one_widened_copy() {
+    let s = Scratch::new("bf16");
+    let fp32 = s.load().unwrap();
+    let weights = s.model().join("model.safetensors");
+    let bytes = fs::read(&weights).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // Rounded to nearest even, as torch's .to(torch.bfloat16) does.
+    let narrowed: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            if t.dtype() != safetensors::Dtype::F32 {
+                return (name, t.dtype(), t.shape().to_vec(), t.data().to_vec());
+                // position_ids
+            }
+            let data = t
+                .data()
+                .chunks_exact(4)
+                .flat_map(|c| {
+                    let bits = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    let rounded = (bits + 0x7fff + ((bits >> 16) & 1)) >> 16;
+                    (rounded as u16).to_le_bytes()
+                })
+                .collect();
+            (name, safetensors::Dtype::BF16, t.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = narrowed
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    drop(tensors);
+    safetensors::serialize_to_file(views, None, &weights).unwrap();
+
+    let fast = s.load().unwrap();
+    assert_eq!(fast.info().backend, "fast");
+    let widened = || -> Vec<(PathBuf, u64)> {
+        fs::read_dir(s.root.join("snapshots"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".fp32"))
+            .map(|e| {
+                (
+                    e.path(),
+                    std::os::unix::fs::MetadataExt::ino(&e.metadata().unwrap()),
+                )
+            })
+            .collect()
+    };
+    let first = widened();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let again = s.load().unwrap();
+    assert_eq!(widened(), first, "widened a second time");
+    let candle = Embedder::load_from(
+        &s.model(),
+        &LoadOptions {
+            backend: Backend::Candle,
+            ..s.options()
+        },
+    )
+    .unwrap();
+    assert_eq!(fast.version().unwrap(), candle.version().unwrap());
+    for text in [
+        TEXT,
+        "beef short rib soup",
+        "a longer sentence about a chocolate cake",
+    ] {
+        let v = fast.embed(text, true).unwrap();
+        assert_eq!(v, again.embed(text, true).unwrap());
+        let c = candle.embed(text, true).unwrap();
+        let diff = v
+            .iter()
+            .zip(&c)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-5, "{text}: fast vs candle {diff}");
+        // bf16 weights move the vector a little from the fp32 model's.
+        let e = fp32.embed(text, true).unwrap();
+        let cosine: f32 = v.iter().zip(&e).map(|(a, b)| a * b).sum();
+        assert!(cosine > 0.99, "{text}: cosine to fp32 {cosine}");
+    }
+}
+
 /// Flipped and truncated bytes in every file of the folder: the load returns (Ok or an error
 /// naming the folder's file), and a model that loads embeds without a crash.
 #[test]
