@@ -206,7 +206,32 @@ pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
 /// the server starts, and backends load the model on first use as without preloading.
 pub fn preload() {
     let setting = Setting::current();
-    let loaded = setting.load();
+    // A panic inside the load (a bug, say a model file some library chokes on) must not keep the
+    // server from starting: it is logged like a failed load and backends load on first use.
+    // Only Rust panics are caught here; a PostgreSQL error keeps unwinding as it would have.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fault_point("preload_panic");
+        setting.load()
+    }));
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(payload) => {
+            if payload.is::<pgrx::pg_sys::panic::CaughtError>()
+                || payload.is::<pgrx::pg_sys::panic::ErrorReportWithLevel>()
+            {
+                std::panic::resume_unwind(payload);
+            }
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            pgrx::warning!(
+                "uhok_embed: could not preload the model: it panicked while loading ({message}); backends will load it on first use"
+            );
+            return;
+        }
+    };
     match loaded {
         Ok(embedder) => {
             let version = embedder.version().unwrap_or_else(|e| e.to_string());
@@ -235,4 +260,13 @@ pub fn get() -> Rc<Embedder> {
 /// when the count changes (its threads block every signal).
 pub fn apply_thread_setting() {
     embed_core::threads::set_threads(gucs::threads());
+}
+
+/// A fault injection point for the tests: panics when the server's environment sets
+/// UHOK_EMBED_FAULT to `name` (only the postmaster's environment, which only whoever starts
+/// the server controls). tests/preload.sh uses `preload_panic`.
+fn fault_point(name: &str) {
+    if std::env::var("UHOK_EMBED_FAULT").is_ok_and(|f| f == name) {
+        panic!("fault injection: {name}");
+    }
 }

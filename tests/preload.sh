@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shared_preload_libraries = 'uhok_embed': the postmaster loads the model once and every new
-# connection starts with it loaded; a model that cannot be loaded only warns, and the server
-# still starts and serves.
+# connection starts with it loaded; a model that cannot be loaded, or a panic while loading it
+# (a fault injected through UHOK_EMBED_FAULT), only warns, and the server still starts and serves.
 #
 # usage: preload.sh PORT   (uhok_embed and the test models installed)
 set -euo pipefail
@@ -32,4 +32,13 @@ echo "uhok_embed.model_path = '/nonexistent'" >> "$cluster/data/postgresql.conf"
 check "a bad model path only warns at startup" 1 "$(grep -c 'could not preload the model' "$cluster/server.log")"
 check "the server serves, and uhok_embed() gives the usual ERROR" 58P01 \
     "$("${psql[@]}" -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" -c "SELECT uhok_embed('x')" 2>&1 | grep -o '58P01' | head -n1)"
+
+"$here/../scripts/cluster.sh" stop "$cluster"
+echo "uhok_embed.model_path = '\$sharedir/uhok_embed/model'" >> "$cluster/data/postgresql.conf"
+started=yes
+UHOK_EMBED_FAULT=preload_panic "$here/../scripts/cluster.sh" start "$cluster" "$port" || started=no
+check "a panic while preloading only warns: the server starts" "yes 1" \
+    "$started $(grep -c 'could not preload the model: it panicked while loading' "$cluster/server.log")"
+check "and backends load the model on first use" 384 \
+    "$("${psql[@]}" -c "SELECT vector_dims(uhok_embed('갈비탕'))" 2>&1)"
 exit $fail

@@ -27,6 +27,8 @@
 //! <store>/sources/<hash of the source's canonical path>        "stat data, copied_at, sha256, path"
 //! <store>/sources/<hash of the source's canonical path>.lock   one copier per source at a time
 //! <store>/pgsql_tmp.<sha256>                                   the snapshot, mode 0400
+//! <store>/pgsql_tmp.<sha256>.fp32                              derived from it (widen.rs)
+//! <store>/sources/store.lock                                   space check, copy until indexed, cleanup
 //! ```
 //! One backend copies a source at a time (a lock per source): after a model change, the others
 //! wait for its copy and map it, instead of all writing their own. A source whose stat data
@@ -190,7 +192,7 @@ impl Snapshot {
     }
 
     /// A file derived from this snapshot's content (the fp32 weights of an fp16 model, see
-    /// widen.rs): `pgsql_tmp.<sha256>.<suffix>` in the same store, written once by `write` (to
+    /// widen.rs), of `size` bytes: `pgsql_tmp.<sha256>.<suffix>` in the same store, written once by `write` (to
     /// an incoming file, fsynced, then renamed into place, one writer at a time) and shared by
     /// every backend like the snapshot itself. It stands for the same source: same hash (so the
     /// same version), same change detection. Removed with the snapshot it derives from.
@@ -198,6 +200,7 @@ impl Snapshot {
         &self,
         store: &Path,
         suffix: &str,
+        size: u64,
         poll: &mut dyn FnMut(),
         write: &mut dyn FnMut(&mut File, &mut dyn FnMut()) -> std::io::Result<()>,
     ) -> Result<Snapshot> {
@@ -219,6 +222,8 @@ impl Snapshot {
         if let Ok(file) = File::open(&path) {
             return Ok(found(file, path));
         }
+        let _store = lock(&store_lock(store), poll)?;
+        check_free_space(store, size)?;
         let incoming_path = store.join(format!(
             "{INCOMING_PREFIX}{}.{}",
             std::process::id(),
@@ -305,12 +310,22 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
     if let Some(found) = indexed(&index, StatKey::of(&meta), source, store, true, poll)? {
         return Ok(found);
     }
+    let _store = lock(&store_lock(store), poll)?;
     if let Some(found) = same_content(&index, &canonical, source, store, poll)? {
         return Ok(found);
     }
+    // Under the store lock (taken above): the re-index, the space check, the copy until the
+    // index names it, and the cleanup, so that no cleanup removes a copy renamed in but not yet
+    // indexed, and two copies of different models do not both pass the space check.
     let found = copy_in(source, &canonical, store, &index, poll)?;
     remove_unused(store, &found.sha256);
     Ok(found)
+}
+
+/// The lock of the whole store (see snapshot()); per-source locks are taken before it, never
+/// after.
+fn store_lock(store: &Path) -> PathBuf {
+    store.join("sources").join("store.lock")
 }
 
 /// The snapshot the index names, when the source's stat data changed but not its content:
@@ -529,6 +544,20 @@ fn free_space(store: &Path) -> Option<u64> {
     }
 }
 
+/// DiskFull unless the store's volume has room for `size` bytes and the margin.
+fn check_free_space(store: &Path, size: u64) -> Result<()> {
+    match free_space(store) {
+        Some(available) if available < size.saturating_add(FREE_SPACE_MARGIN) => {
+            Err(EmbedError::DiskFull {
+                path: store.to_owned(),
+                needed: size.saturating_add(FREE_SPACE_MARGIN),
+                available,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn copy_in(
     source: &Path,
     canonical: &Path,
@@ -539,15 +568,7 @@ fn copy_in(
     let size = fs::metadata(source)
         .map_err(|e| EmbedError::reading(source, e))?
         .len();
-    if let Some(available) = free_space(store) {
-        if available < size.saturating_add(FREE_SPACE_MARGIN) {
-            return Err(EmbedError::DiskFull {
-                path: store.to_owned(),
-                needed: size.saturating_add(FREE_SPACE_MARGIN),
-                available,
-            });
-        }
-    }
+    check_free_space(store, size)?;
     let copied_at_ns = now_ns();
     let incoming_path = store.join(format!(
         "{INCOMING_PREFIX}{}.{copied_at_ns}",
@@ -734,6 +755,31 @@ mod tests {
         let changed = snapshot(&source, &store, &mut || {}).unwrap();
         assert_ne!(changed.sha256, first.sha256);
         assert!(changed.map().unwrap().iter().all(|&b| b == 4));
+        fs::remove_dir_all(&store).unwrap();
+    }
+
+    /// Two sources copied again and again at once into one store: each copy is still in place
+    /// when its snapshot() returns (the other's cleanup ran before the copy was renamed in or
+    /// after it was indexed, never in between).
+    #[test]
+    fn concurrent_copies_and_cleanups_keep_each_others_snapshots() {
+        let store = store();
+        fs::create_dir_all(&store).unwrap();
+        let run = |name: &str, byte: u8| {
+            let source = store.join(name);
+            for i in 0..40u8 {
+                old_file(&source, &vec![byte.wrapping_add(i); 256 << 10]);
+                let s = snapshot(&source, &store, &mut || {}).unwrap();
+                assert!(
+                    s.path.exists(),
+                    "{name}: copy {i} removed before it was indexed"
+                );
+            }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| run("a.bin", 0));
+            scope.spawn(|| run("b.bin", 100));
+        });
         fs::remove_dir_all(&store).unwrap();
     }
 

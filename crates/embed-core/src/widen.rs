@@ -72,9 +72,11 @@ pub fn to_fp32(
     while json.len() % 8 != 0 {
         json.push(b' ');
     }
+    let size = (8 + json.len() + offset) as u64;
     snapshot.derived(
         store,
         "fp32",
+        size,
         poll,
         &mut |out: &mut File, poll: &mut dyn FnMut()| {
             let mut w = BufWriter::with_capacity(1 << 20, out);
