@@ -37,7 +37,7 @@ pub fn raise(err: EmbedError, model_path: Option<&str>) -> ! {
         ),
         EmbedError::OutOfMemory { .. } => (
             ERRCODE_OUT_OF_MEMORY,
-            Some("The server process is short of memory (its address-space or cgroup limit, or vm.overcommit_memory = 2): embed fewer or shorter texts per call, lower uhok_embed.batch_size, or give the server more memory."),
+            Some("The server process is short of memory (its address-space limit, or vm.overcommit_memory = 2): embed fewer or shorter texts per call, lower uhok_embed.batch_size, or give the server more memory."),
         ),
         EmbedError::TooManyTexts { .. } => (
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,

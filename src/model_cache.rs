@@ -218,6 +218,7 @@ pub fn preload() {
         Err(payload) => {
             if payload.is::<pgrx::pg_sys::panic::CaughtError>()
                 || payload.is::<pgrx::pg_sys::panic::ErrorReportWithLevel>()
+                || payload.is::<pgrx::pg_sys::panic::ErrorReport>()
             {
                 std::panic::resume_unwind(payload);
             }

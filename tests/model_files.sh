@@ -25,15 +25,7 @@ cp -rL "$models/all-MiniLM-L6-v2" "$m"
 cp "$m/model.safetensors" "$work/good.safetensors"
 cp "$m/tokenizer.json" "$work/good-tokenizer.json"
 # The same model with layer 0's query weights negated: another version, other vectors.
-python3 - "$m/model.safetensors" "$work/variant.safetensors" <<'PY'
-import json, struct, sys
-data = bytearray(open(sys.argv[1], "rb").read())
-n = struct.unpack("<Q", data[:8])[0]
-begin, end = json.loads(data[8:8 + n])["encoder.layer.0.attention.self.query.weight"]["data_offsets"]
-for i in range(8 + n + begin + 3, 8 + n + end, 4):
-    data[i] ^= 0x80
-open(sys.argv[2], "wb").write(data)
-PY
+python3 "$here/../scripts/make_variant_weights.py" "$m/model.safetensors" "$work/variant.safetensors"
 cp -r "$m" "$work/copy-of-model"
 chmod -R a+rX "$work"
 # Old enough that the snapshot index trusts their stat data (snapshot.rs RACY_WINDOW).

@@ -26,15 +26,7 @@ mkdir "$work/models"
 cp -rL "$models/all-MiniLM-L6-v2" "$work/models/a"
 cp -rL "$models/all-MiniLM-L6-v2" "$work/models/b"
 # b: layer 0's query weights negated, so its vectors differ from a's.
-python3 - "$work/models/b/model.safetensors" <<'PY'
-import json, struct, sys
-data = bytearray(open(sys.argv[1], "rb").read())
-n = struct.unpack("<Q", data[:8])[0]
-begin, end = json.loads(data[8:8 + n])["encoder.layer.0.attention.self.query.weight"]["data_offsets"]
-for i in range(8 + n + begin + 3, 8 + n + end, 4):
-    data[i] ^= 0x80
-open(sys.argv[1], "wb").write(data)
-PY
+python3 "$here/../scripts/make_variant_weights.py" "$work/models/b/model.safetensors" "$work/models/b/model.safetensors"
 chmod -R a+rX "$work"
 # Old enough that the snapshot index trusts their stat data (snapshot.rs RACY_WINDOW).
 touch -d '-1 min' "$work"/models/*/*
@@ -106,8 +98,11 @@ concurrent_switches() {  # eight sessions embed while the link is switched for 5
     done
     wait "${pids[@]}"
     echo "switches: $switches" >&2
-    # Every statement embedded with one model and said which.
+    # Every statement embedded with one model and said which, and both models served (else
+    # the switches were not noticed).
     cat "$work"/loop*.out | grep -Ev '^(a|b) true$' || true
+    grep -q '^a true$' "$work"/loop*.out || echo "no statement used model a"
+    grep -q '^b true$' "$work"/loop*.out || echo "no statement used model b"
     echo "statements by model: $(cat "$work"/loop*.out | sort | uniq -c | tr -s ' \n' ' ')" >&2
 }
 

@@ -137,13 +137,19 @@ impl Embedder {
         let weights_snapshot = snapshot::snapshot(&files.weights, &options.snapshot_dir, poll)?;
         // fp16/bf16 weights run the fast pass from an fp32 copy shared by all backends; candle,
         // when asked for by name (the benchmarks' reference), converts them itself.
+        // Where the copy cannot be written (no room on the data directory's volume, a store it
+        // may not write), candle runs them as it did before, rather than the load failing.
         let weights_snapshot = match options.backend {
-            Backend::Fast | Backend::FastBf16 => widen::to_fp32(
-                &files.weights,
-                weights_snapshot,
-                &options.snapshot_dir,
-                poll,
-            )?,
+            Backend::Fast | Backend::FastBf16 => {
+                let store = &options.snapshot_dir;
+                match widen::to_fp32(&files.weights, &weights_snapshot, store, poll) {
+                    Ok(Some(widened)) => widened,
+                    Ok(None) | Err(EmbedError::DiskFull { .. } | EmbedError::Snapshot { .. }) => {
+                        weights_snapshot
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Backend::Candle => weights_snapshot,
         };
         let encoder = Encoder::load(
@@ -300,7 +306,7 @@ impl Embedder {
     }
 
     /// Checks that the memory a call needs ([`Self::call_bytes`]) can be had before it starts:
-    /// under an address-space limit (`ulimit -v`, a cgroup) or `vm.overcommit_memory = 2`, an
+    /// under an address-space limit (`ulimit -v`) or `vm.overcommit_memory = 2`, an
     /// allocation that fails half-way in Rust aborts the process (and PostgreSQL resets the
     /// cluster), while this fails as an error. The probe is reserved, never touched, and freed
     /// at once (a few microseconds: an mmap and munmap at most).
@@ -433,12 +439,14 @@ impl Embedder {
 /// Checks, before a load starts, that the private memory it needs can be had (see
 /// [`Embedder::reserve_for_call`] for why): the tokenizer's tables (well under the size of
 /// tokenizer.json: ~5 MB for the multilingual models' 17 MB), a read buffer, the bf16 copy of the
-/// layers' weights when asked for (half the weights file), and a margin for the configuration.
+/// layers' weights when asked for (at most the weights file's size), and a margin for the configuration.
 /// The weights themselves are mapped, and a mapping that finds no room is an error too.
 fn reserve_for_load(files: &ModelFiles, backend: Backend) -> Result<()> {
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as usize);
+    // The bf16 copy is half the fp32 weights, which an fp16 file widens to twice its size: the
+    // file's size covers both.
     let bf16 = match backend {
-        Backend::FastBf16 => size(&files.weights) / 2,
+        Backend::FastBf16 => size(&files.weights),
         Backend::Fast | Backend::Candle => 0,
     };
     let bytes = size(&files.tokenizer)

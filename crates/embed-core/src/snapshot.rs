@@ -36,7 +36,7 @@
 //! copied, by the next loader; one whose stat data changed but not its size (chmod, touch, a
 //! re-install of the same files) is hashed, and re-indexed without a copy when its content is
 //! the snapshot's. Before writing, the free space of the store's volume is checked.
-//! Index entries whose source is gone or changed, snapshots no entry names, and copies left by
+//! Index entries whose source is gone or changed size, snapshots no entry names, and copies left by
 //! processes that died while copying are removed on the next copy.
 //! The `pgsql_tmp` prefix makes pg_basebackup and pg_rewind skip the snapshots (they are a cache,
 //! rebuilt on first use) when the store lives in the data directory, as the extension puts it.
@@ -212,35 +212,21 @@ impl Snapshot {
             source: self.source.clone(),
             key: self.key,
         };
-        if let Ok(file) = File::open(&path) {
+        if let Some(file) = whole(&path, size) {
             return Ok(found(file, path));
         }
         let lock_path = store
             .join("sources")
             .join(format!("{}.{suffix}.lock", &self.sha256[..32]));
         let _lock = lock(&lock_path, poll)?;
-        if let Ok(file) = File::open(&path) {
+        if let Some(file) = whole(&path, size) {
             return Ok(found(file, path));
         }
         let _store = lock(&store_lock(store), poll)?;
         check_free_space(store, size)?;
-        let incoming_path = store.join(format!(
-            "{INCOMING_PREFIX}{}.{}",
-            std::process::id(),
-            now_ns()
-        ));
-        let mut out = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&incoming_path)
-            .map_err(|e| store_error(&incoming_path, e))?;
-        let mut incoming = Incoming(&incoming_path, false);
-        write(&mut out, poll).map_err(|e| store_error(&incoming_path, e))?;
-        out.sync_all().map_err(|e| store_error(&incoming_path, e))?;
-        fs::rename(&incoming_path, &path).map_err(|e| store_error(&path, e))?;
-        incoming.1 = true;
+        let mut incoming = Incoming::create(store, now_ns())?;
+        write(&mut incoming.file, poll).map_err(|e| store_error(&incoming.path, e))?;
+        let out = incoming.place(&path)?;
         Ok(found(out, path))
     }
 
@@ -310,13 +296,15 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
     if let Some(found) = indexed(&index, StatKey::of(&meta), source, store, true, poll)? {
         return Ok(found);
     }
-    let _store = lock(&store_lock(store), poll)?;
+    // Outside the store lock (a hash takes ~0.35 s for 470 MB): the cleanup keeps an entry
+    // whose source kept its size, so the copy it names stays while it is hashed.
     if let Some(found) = same_content(&index, &canonical, source, store, poll)? {
         return Ok(found);
     }
-    // Under the store lock (taken above): the re-index, the space check, the copy until the
-    // index names it, and the cleanup, so that no cleanup removes a copy renamed in but not yet
-    // indexed, and two copies of different models do not both pass the space check.
+    let _store = lock(&store_lock(store), poll)?;
+    // Under the store lock: the space check, the copy until the index names it, and the
+    // cleanup, so that no cleanup removes a copy renamed in but not yet indexed, and two copies
+    // of different models do not both pass the space check.
     let found = copy_in(source, &canonical, store, &index, poll)?;
     remove_unused(store, &found.sha256);
     Ok(found)
@@ -522,13 +510,53 @@ fn hash_source(
     Ok((hex(&hasher.finalize()), opened))
 }
 
-/// Removes the incoming copy unless it was renamed into place (also on a cancel's unwind).
-struct Incoming<'a>(&'a Path, bool);
+/// A new file of the store: written under an incoming name (`pgsql_tmp.incoming.<pid>.<time>`,
+/// 0400, read and write), then fsynced and renamed into place once whole, so that after a power
+/// loss no name points at a partial file. Dropped before it is placed (an error, a cancel's
+/// unwind), it removes itself.
+struct Incoming {
+    path: PathBuf,
+    file: File,
+    placed: bool,
+}
 
-impl Drop for Incoming<'_> {
+impl Incoming {
+    fn create(store: &Path, stamp_ns: i128) -> Result<Self> {
+        let path = store.join(format!(
+            "{INCOMING_PREFIX}{}.{stamp_ns}",
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&path)
+            .map_err(|e| store_error(&path, e))?;
+        Ok(Self {
+            path,
+            file,
+            placed: false,
+        })
+    }
+
+    /// Renames the whole file to `path` and returns its descriptor: the file that gets mapped,
+    /// so a cleanup by another process between the rename and an open by name cannot take it
+    /// away.
+    fn place(mut self, path: &Path) -> Result<File> {
+        self.file
+            .sync_all()
+            .map_err(|e| store_error(&self.path, e))?;
+        fs::rename(&self.path, path).map_err(|e| store_error(path, e))?;
+        self.placed = true;
+        self.file.try_clone().map_err(|e| store_error(path, e))
+    }
+}
+
+impl Drop for Incoming {
     fn drop(&mut self) {
-        if !self.1 {
-            let _ = fs::remove_file(self.0);
+        if !self.placed {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -542,6 +570,13 @@ fn free_space(store: &Path) -> Option<u64> {
         (libc::statvfs(path.as_ptr(), &mut st) == 0)
             .then(|| st.f_bavail as u64 * st.f_frsize as u64)
     }
+}
+
+/// The file at `path` if it has `size` bytes (a derived file from another layout or build is
+/// written again, renamed over it).
+fn whole(path: &Path, size: u64) -> Option<File> {
+    let file = File::open(path).ok()?;
+    (file.metadata().ok()?.len() == size).then_some(file)
 }
 
 /// DiskFull unless the store's volume has room for `size` bytes and the margin.
@@ -570,26 +605,10 @@ fn copy_in(
         .len();
     check_free_space(store, size)?;
     let copied_at_ns = now_ns();
-    let incoming_path = store.join(format!(
-        "{INCOMING_PREFIX}{}.{copied_at_ns}",
-        std::process::id()
-    ));
-    // Read and write: after the rename this descriptor is the snapshot we map, so a cleanup
-    // by another process between the rename and an open by name cannot take it away.
-    let mut out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(&incoming_path)
-        .map_err(|e| store_error(&incoming_path, e))?;
-    let mut incoming = Incoming(&incoming_path, false);
-    let (sha256, key) = hash_source(source, Some((&mut out, &incoming_path)), poll)?;
-    // On disk before it is named: after a power loss the index must never name a partial file.
-    out.sync_all().map_err(|e| store_error(&incoming_path, e))?;
+    let mut incoming = Incoming::create(store, copied_at_ns)?;
+    let (sha256, key) = hash_source(source, Some((&mut incoming.file, &incoming.path)), poll)?;
     let path = store.join(format!("{SNAPSHOT_PREFIX}{sha256}"));
-    fs::rename(&incoming_path, &path).map_err(|e| store_error(&path, e))?;
-    incoming.1 = true;
+    let out = incoming.place(&path)?;
     let entry = Entry {
         key,
         copied_at_ns,
@@ -635,7 +654,9 @@ fn remove_unused(store: &Path, keep: &str) {
             continue; // a lock or a temporary file
         }
         match read_small(&path).ok().as_deref().and_then(Entry::parse) {
-            Some(e) if fs::metadata(&e.source).is_ok_and(|m| StatKey::of(&m) == e.key) => {
+            // Kept while the source has the copy's size: a chmod or touch changes its stat data
+            // but not its bytes, and the next load re-indexes it after a hash (same_content).
+            Some(e) if fs::metadata(&e.source).is_ok_and(|m| m.len() == e.key.size) => {
                 named.push(e.sha256)
             }
             _ => {

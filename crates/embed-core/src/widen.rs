@@ -20,21 +20,21 @@ use safetensors::{Dtype, SafeTensors};
 use crate::error::{EmbedError, Result};
 use crate::snapshot::Snapshot;
 
-/// `snapshot` itself when its tensors need no widening, else the widened copy (written by the
+/// None when the snapshot's tensors need no widening, else the widened copy (written by the
 /// first caller, found by the others). `weights` is the user's file, for messages.
 pub fn to_fp32(
     weights: &Path,
-    snapshot: Snapshot,
+    snapshot: &Snapshot,
     store: &Path,
     poll: &mut dyn FnMut(),
-) -> Result<Snapshot> {
+) -> Result<Option<Snapshot>> {
     let map = snapshot.map()?;
     let tensors =
         SafeTensors::deserialize(&map).map_err(|e| EmbedError::weights(weights, e.to_string()))?;
     let narrow = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16);
     let mut list = tensors.tensors();
     if !list.iter().any(|(_, t)| narrow(t.dtype())) {
-        return Ok(snapshot);
+        return Ok(None);
     }
     let out_dtype = |d: Dtype| if narrow(d) { Dtype::F32 } else { d };
     let out_bytes = |d: Dtype, data: &[u8]| {
@@ -73,40 +73,42 @@ pub fn to_fp32(
         json.push(b' ');
     }
     let size = (8 + json.len() + offset) as u64;
-    snapshot.derived(
-        store,
-        "fp32",
-        size,
-        poll,
-        &mut |out: &mut File, poll: &mut dyn FnMut()| {
-            let mut w = BufWriter::with_capacity(1 << 20, out);
-            w.write_all(&(json.len() as u64).to_le_bytes())?;
-            w.write_all(&json)?;
-            let mut buf = Vec::new();
-            buf.try_reserve_exact(1 << 20)
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-            for (_, t) in &list {
-                let widen: fn([u8; 2]) -> f32 = match t.dtype() {
-                    Dtype::F16 => |b| f16_to_f32(u16::from_le_bytes(b)),
-                    // bf16 is the upper half of an f32.
-                    Dtype::BF16 => |b| f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16),
-                    _ => {
-                        w.write_all(t.data())?;
-                        continue;
+    snapshot
+        .derived(
+            store,
+            "fp32",
+            size,
+            poll,
+            &mut |out: &mut File, poll: &mut dyn FnMut()| {
+                let mut w = BufWriter::with_capacity(1 << 20, out);
+                w.write_all(&(json.len() as u64).to_le_bytes())?;
+                w.write_all(&json)?;
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(1 << 20)
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+                for (_, t) in &list {
+                    let widen: fn([u8; 2]) -> f32 = match t.dtype() {
+                        Dtype::F16 => |b| f16_to_f32(u16::from_le_bytes(b)),
+                        // bf16 is the upper half of an f32.
+                        Dtype::BF16 => |b| f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16),
+                        _ => {
+                            w.write_all(t.data())?;
+                            continue;
+                        }
+                    };
+                    for chunk in t.data().chunks(1 << 19) {
+                        poll();
+                        buf.clear();
+                        for pair in chunk.chunks_exact(2) {
+                            buf.extend_from_slice(&widen([pair[0], pair[1]]).to_le_bytes());
+                        }
+                        w.write_all(&buf)?;
                     }
-                };
-                for chunk in t.data().chunks(1 << 19) {
-                    poll();
-                    buf.clear();
-                    for pair in chunk.chunks_exact(2) {
-                        buf.extend_from_slice(&widen([pair[0], pair[1]]).to_le_bytes());
-                    }
-                    w.write_all(&buf)?;
                 }
-            }
-            w.flush()
-        },
-    )
+                w.flush()
+            },
+        )
+        .map(Some)
 }
 
 /// IEEE half precision to single, exactly (every f16 is an f32): normals rebias the exponent,

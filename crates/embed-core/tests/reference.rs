@@ -50,6 +50,10 @@ fn reference(name: &str) -> Reference {
     serde_json::from_slice(&std::fs::read(&path).expect("reference file")).expect("reference json")
 }
 
+fn reference_texts(name: &str) -> Vec<String> {
+    reference(name).items.into_iter().map(|i| i.text).collect()
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a
         .iter()
@@ -121,11 +125,7 @@ fn check_against_reference(model: &str, reference_file: &str) {
 
 fn check_batch_equals_single(model: &str, reference_file: &str) {
     let embedder = load(model);
-    let texts: Vec<String> = reference(reference_file)
-        .items
-        .into_iter()
-        .map(|i| i.text)
-        .collect();
+    let texts = reference_texts(reference_file);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     for normalize in [true, false] {
         let batch = embedder.embed_batch(&refs, normalize).unwrap();
@@ -160,12 +160,12 @@ fn multilingual_matches_sentence_transformers() {
 /// embedded alone, and a batch, give the same bits at one compute thread and at two (threads
 /// split a product's rows or columns; each output is summed in the same order either way).
 fn check_threads_change_no_bits(model: &str, reference_file: &str) {
+    // The compute pool is the process's: the two models' tests must not switch it under each
+    // other (cargo runs tests in parallel).
+    static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
     let embedder = load(model);
-    let texts: Vec<String> = reference(reference_file)
-        .items
-        .into_iter()
-        .map(|i| i.text)
-        .collect();
+    let texts = reference_texts(reference_file);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let run = |threads: usize| {
         embed_core::threads::set_threads(threads);
@@ -226,7 +226,9 @@ fn call_estimates_cover_the_worst_inputs() {
     assert!(one < 200_000_000, "{one}");
     let short = embedder.call_bytes(&["갈비탕"]);
     assert!(short < 1_000_000, "{short}");
-    println!("estimates: 100,000 empty texts {many} B, one 350 MB text {one} B, one short {short} B");
+    println!(
+        "estimates: 100,000 empty texts {many} B, one 350 MB text {one} B, one short {short} B"
+    );
 }
 
 #[test]
