@@ -85,17 +85,8 @@ pub fn uhok_embed_batch(
 
 /// An empty Vec with room for `len` elements, or ERROR 53200 if that cannot be had.
 fn vec_for<T>(len: usize) -> Vec<T> {
-    let mut v = Vec::new();
-    if v.try_reserve_exact(len).is_err() {
-        error::raise(
-            embed_core::EmbedError::OutOfMemory {
-                bytes: len.saturating_mul(std::mem::size_of::<T>()),
-                what: "the texts of this call",
-            },
-            None,
-        );
-    }
-    v
+    embed_core::error::reserved(len, "the texts of this call")
+        .unwrap_or_else(|e| error::raise(e, None))
 }
 
 /// `uhok_embed_version() RETURNS text`: the loaded model's version, what the sync triggers and

@@ -350,12 +350,7 @@ struct LineOffsetBuf {
 
 /// `len` zeroed floats, or OutOfMemory instead of the abort that `vec!` gives on failure.
 fn zeroed(len: usize) -> Result<Vec<f32>> {
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| EmbedError::OutOfMemory {
-            bytes: len.saturating_mul(4),
-            what: "the forward pass",
-        })?;
+    let mut buf = crate::error::reserved(len, "the forward pass")?;
     buf.resize(len, 0.0);
     Ok(buf)
 }

@@ -40,6 +40,20 @@ pub enum EmbedError {
 
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
 
+/// An empty Vec with room for `len` elements, or OutOfMemory (for `what`) instead of the abort
+/// that a failed infallible allocation gives (in PostgreSQL, a reset of the whole cluster).
+/// Every buffer whose size comes from the input, and every up-front memory check, goes
+/// through this.
+pub fn reserved<T>(len: usize, what: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| EmbedError::OutOfMemory {
+            bytes: len.saturating_mul(std::mem::size_of::<T>()),
+            what,
+        })?;
+    Ok(v)
+}
+
 impl EmbedError {
     /// The file or folder the error is about, if any.
     pub fn path(&self) -> Option<&Path> {

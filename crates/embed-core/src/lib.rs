@@ -256,12 +256,7 @@ impl Embedder {
             });
         }
         self.reserve_for_call(texts)?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(texts.len())
-            .map_err(|_| EmbedError::OutOfMemory {
-                bytes: texts.len() * std::mem::size_of::<Vec<f32>>(),
-                what: "the results",
-            })?;
+        let mut out = error::reserved(texts.len(), "the results")?;
         out.resize(texts.len(), Vec::new());
         // Tokenized a window at a time, so that the token ids held at once stay bounded too.
         for (w, window) in texts.chunks(TOKENIZE_WINDOW_TEXTS).enumerate() {
@@ -311,14 +306,11 @@ impl Embedder {
     /// cluster), while this fails as an error. The probe is reserved, never touched, and freed
     /// at once (a few microseconds: an mmap and munmap at most).
     fn reserve_for_call(&self, texts: &[&str]) -> Result<()> {
-        let bytes = self.call_bytes(texts);
-        let mut probe: Vec<u8> = Vec::new();
-        probe
-            .try_reserve_exact(bytes)
-            .map_err(|_| EmbedError::OutOfMemory {
-                bytes,
-                what: "this call's texts (estimated before starting)",
-            })
+        error::reserved::<u8>(
+            self.call_bytes(texts),
+            "this call's texts (estimated before starting)",
+        )
+        .map(drop)
     }
 
     /// embed_many over one window of texts, results into `out`.
@@ -452,13 +444,7 @@ fn reserve_for_load(files: &ModelFiles, backend: Backend) -> Result<()> {
     let bytes = size(&files.tokenizer)
         .saturating_add(bf16)
         .saturating_add(16 << 20);
-    let mut probe: Vec<u8> = Vec::new();
-    probe
-        .try_reserve_exact(bytes)
-        .map_err(|_| EmbedError::OutOfMemory {
-            bytes,
-            what: "loading the model (estimated before starting)",
-        })
+    error::reserved::<u8>(bytes, "loading the model (estimated before starting)").map(drop)
 }
 
 /// A file of one of the test models (scripts/install-models.sh installs them; point

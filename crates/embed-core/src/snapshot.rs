@@ -298,7 +298,7 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
     }
     // Outside the store lock (a hash takes ~0.35 s for 470 MB): the cleanup keeps an entry
     // whose source kept its size, so the copy it names stays while it is hashed.
-    if let Some(found) = same_content(&index, &canonical, source, store, poll)? {
+    if let Some(found) = same_content(&index, source, store, poll)? {
         return Ok(found);
     }
     let _store = lock(&store_lock(store), poll)?;
@@ -324,7 +324,6 @@ fn store_lock(store: &Path) -> PathBuf {
 /// copy's: a different size is a new content, copied at once.
 fn same_content(
     index: &Path,
-    canonical: &Path,
     source: &Path,
     store: &Path,
     poll: &mut dyn FnMut(),
@@ -335,14 +334,28 @@ fn same_content(
     let size = fs::metadata(source)
         .map_err(|e| EmbedError::reading(source, e))?
         .len();
-    let path = store.join(format!("{SNAPSHOT_PREFIX}{}", entry.sha256));
-    let Ok(file) = File::open(&path) else {
-        return Ok(None);
-    };
-    if entry.key.size != size || file.metadata().map(|m| m.len()).ok() != Some(size) {
+    if entry.key.size != size {
         return Ok(None);
     }
-    // As in copy_in: the time the read starts, for the racy rule.
+    let path = store.join(format!("{SNAPSHOT_PREFIX}{}", entry.sha256));
+    let Some(file) = whole(&path, size) else {
+        return Ok(None);
+    };
+    rehash(index, &entry, file, path, source, store, poll)
+}
+
+/// Hashes the source and, when its bytes are still those of `entry`'s snapshot (`file`, at
+/// `path`), indexes it under its current stat data and returns the snapshot. The entry's time
+/// is the hash's start, as copy_in's is the copy's, for the racy rule.
+fn rehash(
+    index: &Path,
+    entry: &Entry,
+    file: File,
+    path: PathBuf,
+    source: &Path,
+    store: &Path,
+    poll: &mut dyn FnMut(),
+) -> Result<Option<Snapshot>> {
     let hashed_at_ns = now_ns();
     let (sha256, key) = hash_source(source, None, poll)?;
     if sha256 != entry.sha256 {
@@ -354,7 +367,7 @@ fn same_content(
             key,
             copied_at_ns: hashed_at_ns,
             sha256: sha256.clone(),
-            source: canonical.to_owned(),
+            source: entry.source.clone(),
         },
         store,
     )?;
@@ -384,29 +397,16 @@ fn indexed(
         return Ok(None);
     }
     let path = store.join(format!("{SNAPSHOT_PREFIX}{}", entry.sha256));
-    let Ok(file) = File::open(&path) else {
-        return Ok(None); // removed by a cleanup since the index was read: copy again
-    };
-    if file.metadata().map(|m| m.len()).ok() != Some(key.size) {
+    // Gone (removed by a cleanup since the index was read) or not whole: copy again.
+    let Some(file) = whole(&path, key.size) else {
         return Ok(None);
-    }
+    };
     if entry.racy() {
         if !verify {
             return Ok(None);
         }
-        let (sha256, _) = hash_source(source, None, poll)?;
-        if sha256 != entry.sha256 {
-            return Ok(None);
-        }
         // Equal now; trusted without hashing once the source is older than the window.
-        write_index(
-            index,
-            &Entry {
-                copied_at_ns: now_ns(),
-                ..entry.clone()
-            },
-            store,
-        )?;
+        return rehash(index, &entry, file, path, source, store, poll);
     }
     Ok(Some(Snapshot {
         file,
@@ -474,12 +474,7 @@ fn hash_source(
     let mut src = File::open(source).map_err(|e| EmbedError::reading(source, e))?;
     let opened = StatKey::of(&src.metadata().map_err(|e| EmbedError::reading(source, e))?);
     let mut hasher = Sha256::new();
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(1 << 20)
-        .map_err(|_| EmbedError::OutOfMemory {
-            bytes: 1 << 20,
-            what: "reading the model file",
-        })?;
+    let mut buf = crate::error::reserved(1 << 20, "reading the model file")?;
     buf.resize(1 << 20, 0u8);
     let mut read = 0u64;
     loop {

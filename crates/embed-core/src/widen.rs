@@ -83,8 +83,7 @@ pub fn to_fp32(
                 let mut w = BufWriter::with_capacity(1 << 20, out);
                 w.write_all(&(json.len() as u64).to_le_bytes())?;
                 w.write_all(&json)?;
-                let mut buf = Vec::new();
-                buf.try_reserve_exact(1 << 20)
+                let mut buf = crate::error::reserved(1 << 20, "widening the weights")
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
                 for (_, t) in &list {
                     let widen: fn([u8; 2]) -> f32 = match t.dtype() {

@@ -181,21 +181,13 @@ fn check_threads_change_no_bits(model: &str, reference_file: &str) {
     if embed_core::threads::max_threads() < 2 {
         println!("{model}: one CPU, threads are always 1 here");
     }
-    for (i, text) in refs.iter().enumerate() {
-        assert!(
-            one.0[i]
-                .iter()
-                .zip(&two.0[i])
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{model} {text:?}: alone, 1 vs 2 threads differ"
-        );
-        assert!(
-            one.1[i]
-                .iter()
-                .zip(&two.1[i])
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{model} {text:?}: in a batch, 1 vs 2 threads differ"
-        );
+    for (how, one, two) in [("alone", &one.0, &two.0), ("in a batch", &one.1, &two.1)] {
+        for (text, (a, b)) in refs.iter().zip(one.iter().zip(two)) {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{model} {text:?}: {how}, 1 vs 2 threads differ"
+            );
+        }
     }
 }
 
