@@ -76,7 +76,9 @@ result "tests/model_switch.sh" $?
 bash tests/address_space.sh $((port + 6))
 result "tests/address_space.sh" $?
 bash tests/upgrade.sh $((port + 2))
-result "tests/upgrade.sh" $?
+result "tests/upgrade.sh (from 0.1.0)" $?
+UHOK_UPGRADE_FROM=0.2.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.2.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 set -e

@@ -1,16 +1,17 @@
 -- Search: the old service's /v1/search {query, top_k, exclude_ids} as SQL. Part of the
 -- extension script (included by src/sync.rs).
 --
--- search_path: as in sync.sql, uhok_search(query, tbl, ...) runs under
--- SET search_path = pg_catalog, pg_temp; tbl comes in as a regclass, so the caller's own
--- search_path resolved its name before the function started, and pgvector's <-> is called as
--- OPERATOR(<pgvector's schema>.<->), the schema injected through %I.
+-- search_path: as in sync.sql, the search runs under SET search_path = pg_catalog, pg_temp;
+-- tbl comes in as a regclass, so the caller's own search_path resolved its name before the
+-- function started, and pgvector's <-> is called as OPERATOR(<pgvector's schema>.<->), the
+-- schema injected through %I. The search itself is uhok_embed_internal.uhok_search (a schema
+-- nobody else can add an overload to, see sync.sql); both public forms only call it.
 --
 -- The default form uhok_search(query, ...) searches "RECIPE_VECTOR_TABLE" as the CALLER's
 -- search_path finds it (as a plain SELECT ... FROM "RECIPE_VECTOR_TABLE" would): it is a
 -- LANGUAGE sql function deliberately WITHOUT a SET clause, whose body does nothing but cast the
 -- literal name to pg_catalog.regclass (resolved once, through the caller's search_path, before
--- anything else runs) and call the pinned seven-argument uhok_search by its qualified name,
+-- anything else runs) and call the pinned internal uhok_search by its qualified name,
 -- every argument of exactly the declared type (type names are looked up through the
 -- search_path too, hence pg_catalog.regclass and pg_catalog.name). A SET search_path on it
 -- would resolve the name through pg_catalog, pg_temp instead, where no "RECIPE_VECTOR_TABLE"
@@ -19,9 +20,8 @@
 -- search_path asks for anyway. (A SET clause also keeps a SQL function from being inlined;
 -- this one, without, can be.)
 
-CREATE FUNCTION uhok_search(query text, tbl regclass, id_column name, vector_column name,
-                            top_k integer DEFAULT 25, exclude_ids bigint[] DEFAULT '{}',
-                            page integer DEFAULT 0)
+CREATE FUNCTION uhok_embed_internal.uhok_search(query text, tbl regclass, id_column name, vector_column name,
+                                                top_k integer, exclude_ids bigint[], page integer)
 RETURNS TABLE (recipe_id bigint, distance double precision)
 LANGUAGE plpgsql STABLE
 -- pgvector 0.8's iterative index scan: when exclude_ids filters out rows the HNSW scan would
@@ -47,7 +47,7 @@ BEGIN
         RAISE EXCEPTION 'page must be 0 or more, not %', page
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pages are numbered from 0.';
     END IF;
-    PERFORM @extschema@.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
     -- NOT (id = ANY (exclude_ids)) would be NULL, so the row would be dropped, for every id not
     -- in the array as soon as the array holds a NULL: NULL elements are removed first. A row
     -- whose id is NULL is never excluded.
@@ -55,11 +55,24 @@ BEGIN
         'SELECT %1$I::bigint, (%2$I OPERATOR(%4$I.<->) $1)::double precision FROM %3$s
          WHERE %2$I IS NOT NULL AND (%1$I::bigint = ANY ($2)) IS NOT TRUE
          ORDER BY %2$I OPERATOR(%4$I.<->) $1 LIMIT $3 OFFSET $4',
-        id_column, vector_column, tbl, @extschema@.uhok_embed_vector_schema())
-    USING @extschema@.uhok_embed(query),
+        id_column, vector_column, tbl, uhok_embed_internal.uhok_embed_vector_schema())
+    USING uhok_embed_internal.uhok_embed(query),
           ARRAY(SELECT x FROM unnest(exclude_ids) AS x WHERE x IS NOT NULL),
           top_k, page::bigint * top_k;
 END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_search(text, regclass, name, name, integer, bigint[], integer) IS
+'What both forms of uhok_search() run.';
+
+CREATE FUNCTION uhok_search(query text, tbl regclass, id_column name, vector_column name,
+                            top_k integer DEFAULT 25, exclude_ids bigint[] DEFAULT '{}',
+                            page integer DEFAULT 0)
+RETURNS TABLE (recipe_id bigint, distance double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM uhok_embed_internal.uhok_search(query, tbl, id_column, vector_column, top_k, exclude_ids, page)
 $$;
 
 COMMENT ON FUNCTION uhok_search(text, regclass, name, name, integer, bigint[], integer) IS
@@ -71,8 +84,8 @@ CREATE FUNCTION uhok_search(query text, top_k integer DEFAULT 25, exclude_ids bi
 RETURNS TABLE (recipe_id bigint, distance double precision)
 LANGUAGE sql STABLE
 AS $$
-    SELECT * FROM @extschema@.uhok_search(query, '"RECIPE_VECTOR_TABLE"'::pg_catalog.regclass,
-                                          'RECIPE_ID'::pg_catalog.name, 'VECTOR_NAME'::pg_catalog.name, top_k, exclude_ids, page)
+    SELECT * FROM uhok_embed_internal.uhok_search(query, '"RECIPE_VECTOR_TABLE"'::pg_catalog.regclass,
+                                                  'RECIPE_ID'::pg_catalog.name, 'VECTOR_NAME'::pg_catalog.name, top_k, exclude_ids, page)
 $$;
 
 COMMENT ON FUNCTION uhok_search(text, integer, bigint[], integer) IS

@@ -4,10 +4,10 @@
 -- How a table is kept in sync (uhok_embed_attach creates these):
 --
 --   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text> FOR EACH ROW
---                               -> uhok_embed_row_trigger(<text>, <vector>, <version>, <mode>)
+--                               -> uhok_embed_internal.uhok_embed_row_trigger(<text>, <vector>, <version>, <mode>)
 --   uhok_embed_<vector>_insert  AFTER INSERT FOR EACH STATEMENT, transition table new rows
 --   uhok_embed_<vector>_update  AFTER UPDATE FOR EACH STATEMENT, transition table new rows
---                               -> uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
+--                               -> uhok_embed_internal.uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
 --
 -- Mode 'batch' (the table has a primary key and the vector column allows NULL): the row
 -- trigger only marks a row as pending (vector NULL) when its text is new or changed, and the
@@ -25,10 +25,21 @@
 -- SET search_path = pg_catalog, pg_temp: each unqualified name (functions, operators, types,
 -- relations) resolves to pg_catalog, never to a schema an untrusted role can create objects in
 -- (pg_temp comes last, and functions and operators are never looked up there). What is not in
--- pg_catalog is qualified: the extension's own functions as @extschema@.name, and pgvector's
--- operators as OPERATOR(<its schema>.<->), the schema found at run time by
--- uhok_embed_vector_schema() (pgvector is relocatable, and PostgreSQL 15 has no
--- @extschema:vector@) and injected only through format's %I. Dynamic SQL takes the caller's
+-- pg_catalog is qualified: pgvector's operators as OPERATOR(<its schema>.<->), the schema found
+-- at run time by uhok_embed_vector_schema() (pgvector is relocatable, and PostgreSQL 15 has no
+-- @extschema:vector@) and injected only through format's %I; and the extension's own functions
+-- as uhok_embed_internal.name.
+--
+-- Why uhok_embed_internal and not @extschema@ (issue 23.2): a qualified name still chooses among
+-- all the overloads in its schema. The extension's schema is often public, where other roles
+-- may be allowed to create functions, and one public.uhok_embed_version(x integer DEFAULT 0)
+-- would make every @extschema@.uhok_embed_version() call ambiguous (ERROR 42725: no trigger,
+-- backfill or search would work any more), a better-matching overload would run instead.
+-- uhok_embed_internal is created by the extension, without IF NOT EXISTS, and only its owner
+-- may create objects there. It holds the helpers nobody else calls, and uhok_embed(),
+-- uhok_embed_batch() and uhok_embed_version() once more (src/internal.rs); the public
+-- functions in @extschema@ are for users, and none of the extension's code calls them.
+-- tests/pg_regress/sql/14_own_schema.sql squats every name. Dynamic SQL takes the caller's
 -- identifiers only through %I or as a regclass, which, printed under this search_path, comes
 -- out schema-qualified. The one exception is the procedure uhok_embed_backfill: a procedure
 -- with a SET clause cannot COMMIT, so it has none, and holds nothing but a loop that calls the
@@ -38,7 +49,7 @@
 -- and gives ERROR null_value_not_allowed (only version_column may be NULL: no version column).
 
 -- The schema pgvector's objects live in (its type vector, its operators).
-CREATE FUNCTION uhok_embed_vector_schema() RETURNS name
+CREATE FUNCTION uhok_embed_internal.uhok_embed_vector_schema() RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -46,10 +57,10 @@ AS $$
     WHERE e.extname = 'vector'
 $$;
 
-COMMENT ON FUNCTION uhok_embed_vector_schema() IS
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_vector_schema() IS
 'The schema of pgvector (extension vector), which uhok_embed''s SQL qualifies pgvector''s operators with.';
 
-CREATE FUNCTION uhok_embed_row_trigger() RETURNS trigger
+CREATE FUNCTION uhok_embed_internal.uhok_embed_row_trigger() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -72,18 +83,18 @@ BEGIN
     -- In batch mode the vector stays NULL until the statement trigger fills it, before the
     -- statement ends; nobody else ever sees the pending row.
     changes := jsonb_build_object(vector_column,
-        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE @extschema@.uhok_embed(new_text)::text END);
+        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE uhok_embed_internal.uhok_embed(new_text)::text END);
     IF version_column IS NOT NULL THEN
-        changes := changes || jsonb_build_object(version_column, @extschema@.uhok_embed_version());
+        changes := changes || jsonb_build_object(version_column, uhok_embed_internal.uhok_embed_version());
     END IF;
     RETURN jsonb_populate_record(NEW, changes);
 END
 $$;
 
-COMMENT ON FUNCTION uhok_embed_row_trigger() IS
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_row_trigger() IS
 'BEFORE INSERT OR UPDATE OF <text> row trigger. Arguments: text column, vector column, version column (or ''''), mode (''batch'' or ''row''). See uhok_embed_attach().';
 
-CREATE FUNCTION uhok_embed_statement_trigger() RETURNS trigger
+CREATE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -129,7 +140,7 @@ BEGIN
                       FROM uhok_embed_new_rows WHERE %3$I IS NULL AND %2$I IS NOT NULL) AS all_pending
                 WHERE uhok_ord > $1 AND uhok_ord <= $1 + $2),
             e AS (SELECT v, ord + $1 AS uhok_ord
-                  FROM unnest(@extschema@.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
                        WITH ORDINALITY AS u(v, ord))
             UPDATE %4$s AS t SET %3$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)
@@ -137,7 +148,7 @@ BEGIN
             $q$,
             key_list, text_column, vector_column, TG_RELID::regclass,
             CASE WHEN version_column IS NULL THEN ''
-                 ELSE format(', %I = @extschema@.uhok_embed_version()', version_column) END,
+                 ELSE format(', %I = uhok_embed_internal.uhok_embed_version()', version_column) END,
             key_match)
         USING chunk_start, rows_per_update;
     END LOOP;
@@ -145,7 +156,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION uhok_embed_statement_trigger() IS
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() IS
 'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: text column, vector column, version column (or ''''), then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
 
 CREATE FUNCTION uhok_embed_attach(tbl regclass, text_column name, vector_column name,
@@ -174,10 +185,10 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Only the table''s owner (or a member of the owning role) can attach uhok_embed to it.';
     END IF;
-    PERFORM @extschema@.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
-    PERFORM @extschema@.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
     IF version_column IS NOT NULL THEN
-        PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
     END IF;
     IF octet_length(prefix) > 56 THEN
         RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
@@ -198,17 +209,17 @@ BEGIN
     mode := CASE WHEN key_columns IS NULL OR vector_notnull THEN 'row' ELSE 'batch' END;
 
     EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
-                    EXECUTE FUNCTION @extschema@.uhok_embed_row_trigger(%L, %L, %L, %L)',
+                    EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_trigger(%L, %L, %L, %L)',
                    prefix || '_row', text_column, tbl, text_column, vector_column,
                    coalesce(version_column, ''), mode);
     IF mode = 'batch' THEN
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
-                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.uhok_embed_statement_trigger(%s)',
+                        FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
                        prefix || '_insert', tbl,
                        array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
                            ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
-                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.uhok_embed_statement_trigger(%s)',
+                        FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
                        prefix || '_update', tbl,
                        array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
                            ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
@@ -266,7 +277,7 @@ COMMENT ON FUNCTION uhok_embed_detach(regclass, name) IS
 
 -- Raises a clear error unless tbl has a column named col whose type is one of types ('vector'
 -- meaning pgvector's vector, whatever its schema).
-CREATE FUNCTION uhok_embed_check_column(tbl regclass, col name, types text[]) RETURNS void
+CREATE FUNCTION uhok_embed_internal.uhok_embed_check_column(tbl regclass, col name, types text[]) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -277,7 +288,7 @@ BEGIN
         RAISE EXCEPTION '% must not be NULL', CASE WHEN tbl IS NULL THEN 'tbl' ELSE 'column name' END
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT CASE WHEN t.typname = 'vector' AND n.nspname = @extschema@.uhok_embed_vector_schema() THEN 'vector'
+    SELECT CASE WHEN t.typname = 'vector' AND n.nspname = uhok_embed_internal.uhok_embed_vector_schema() THEN 'vector'
                 ELSE format_type(a.atttypid, NULL) END
       INTO col_type
     FROM pg_catalog.pg_attribute a
@@ -301,7 +312,7 @@ $$;
 -- next range of pages and return the next state, or NULL after the last range. The state only
 -- carries numbers and the model version, which are used as such (never spliced into SQL
 -- unquoted), so a hand-made state can do no more than the arguments allow.
-CREATE FUNCTION uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
+CREATE FUNCTION uhok_embed_internal.uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
                                          version_column name, batch_size integer, state jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -334,20 +345,20 @@ BEGIN
             RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', batch_size
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        PERFORM @extschema@.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
-        PERFORM @extschema@.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
         IF version_column IS NOT NULL THEN
-            PERFORM @extschema@.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+            PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
         END IF;
-        model_version := @extschema@.uhok_embed_version();
+        model_version := uhok_embed_internal.uhok_embed_version();
     ELSE
         model_version := state->>'model_version';
         -- Each step is a transaction of its own, and a transaction can load another model than
         -- the last (uhok_embed.model_path changed, or the folder's files did): never stamp this
         -- run's version on another model's vectors.
-        IF @extschema@.uhok_embed_version() IS DISTINCT FROM model_version THEN
+        IF uhok_embed_internal.uhok_embed_version() IS DISTINCT FROM model_version THEN
             RAISE EXCEPTION 'the model changed while uhok_embed_backfill ran: it started with %, % is loaded now',
-                model_version, @extschema@.uhok_embed_version()
+                model_version, uhok_embed_internal.uhok_embed_version()
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'The rows done so far keep their vectors and versions. CALL uhok_embed_backfill again to continue with the model now loaded.';
         END IF;
@@ -392,7 +403,7 @@ BEGIN
                 FROM %2$s
                 WHERE ctid >= $1 AND ctid < $2 AND (%3$s)),
             e AS (SELECT v, ord AS uhok_ord
-                  FROM unnest(@extschema@.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
                        WITH ORDINALITY AS u(v, ord))
             UPDATE %2$s AS t SET %4$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)
@@ -424,7 +435,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION uhok_embed_backfill_step(regclass, name, name, name, integer, jsonb) IS
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_backfill_step(regclass, name, name, name, integer, jsonb) IS
 'One step of CALL uhok_embed_backfill() (which commits between steps); not meant to be called by itself.';
 
 -- No SET clause: a procedure with one cannot COMMIT. Everything it does is calling the
@@ -437,11 +448,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     state pg_catalog.jsonb;
 BEGIN
-    state := @extschema@.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
+    state := uhok_embed_internal.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
                                                   NULL::pg_catalog.jsonb);
     WHILE state IS NOT NULL LOOP
         COMMIT;
-        state := @extschema@.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
+        state := uhok_embed_internal.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
                                                       state);
     END LOOP;
 END

@@ -70,8 +70,8 @@ pub fn raise_bad_setting(message: String, hint: &str) -> ! {
     unreachable!("ERROR does not return")
 }
 
-/// Raises feature_not_supported unless the current database is UTF8 (see lib.rs's
-/// require_utf8 for why); checked once per backend.
+/// Raises feature_not_supported unless the current database is UTF8 (see the bootstrap
+/// script in lib.rs for why); checked once per backend.
 pub fn require_utf8_database() {
     thread_local! {
         static CHECKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 mod api;
 mod error;
 mod gucs;
+mod internal;
 mod model_cache;
 mod query_cache;
 mod sync;
@@ -16,9 +17,15 @@ mod vector;
 
 pgrx::pg_module_magic!();
 
+// Runs first, before anything is created.
+//
 // Texts reach Rust as UTF-8 &str: in a database of another encoding (EUC_KR is common in Korea)
-// every call would fail with pgrx's UTF-8 error (XX000). Refused here, before anything is
-// created; error::require_utf8_database() says the same to a call from such a database.
+// every call would fail with pgrx's UTF-8 error (XX000). Refused here; error::require_utf8_database()
+// says the same to a call from such a database.
+//
+// uhok_embed_internal holds what the extension's own SQL calls (see src/internal.rs and the top
+// of sql/sync.sql). Without IF NOT EXISTS, deliberately: a schema of that name made beforehand by
+// someone else makes CREATE EXTENSION fail rather than put the extension's functions in it.
 pgrx::extension_sql!(
     r#"
 DO $$
@@ -30,8 +37,13 @@ BEGIN
     END IF;
 END
 $$;
+
+CREATE SCHEMA uhok_embed_internal;
+GRANT USAGE ON SCHEMA uhok_embed_internal TO PUBLIC;
+COMMENT ON SCHEMA uhok_embed_internal IS
+'uhok_embed''s internal functions: the ones its triggers, backfill and search call. Only the extension''s owner may create objects here, so no overload can make those calls ambiguous or redirect them.';
 "#,
-    name = "require_utf8",
+    name = "bootstrap",
     bootstrap
 );
 

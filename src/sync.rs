@@ -1,13 +1,14 @@
 //! The SQL half of the extension: sync triggers, backfill and search are PL/pgSQL in sql/, over
-//! the Rust functions uhok_embed(), uhok_embed_batch() and uhok_embed_version().
+//! the Rust functions uhok_embed(), uhok_embed_batch() and uhok_embed_version() as
+//! uhok_embed_internal has them (internal.rs).
 
 pgrx::extension_sql_file!(
     "../sql/sync.sql",
     name = "sync",
     requires = [
-        api::uhok_embed,
-        api::uhok_embed_batch,
-        api::uhok_embed_version
+        internal::internal_uhok_embed,
+        internal::internal_uhok_embed_batch,
+        internal::internal_uhok_embed_version
     ]
 );
 

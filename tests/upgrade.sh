@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION uhok_embed UPDATE from 0.1.0 gives exactly what a fresh CREATE EXTENSION gives,
-# and tables attached under 0.1.0 keep working.
+# ALTER EXTENSION uhok_embed UPDATE from 0.1.0 (or $UHOK_UPGRADE_FROM) gives exactly what a fresh
+# CREATE EXTENSION gives, and tables attached under the old version keep working.
 #
 #   tests/upgrade.sh PORT
 #
@@ -110,4 +110,14 @@ notes 3 rows, 2 vectors, 2 current
 search 1,4'
 [ "$check" = "$expected" ] || fail "attached tables after the update: expected
 $expected"
+# A schema uhok_embed_internal that someone else made beforehand is never adopted: CREATE
+# EXTENSION (and so the update) fails instead of putting the extension's functions in it.
+sql postgres -c 'CREATE DATABASE squatted' -c 'CREATE ROLE squatter' \
+    -c 'GRANT CREATE ON DATABASE squatted TO squatter'
+sql squatted -c 'SET ROLE squatter' -c 'CREATE SCHEMA uhok_embed_internal'
+if out=$(sql squatted -c 'CREATE EXTENSION uhok_embed CASCADE' 2>&1); then
+    fail "CREATE EXTENSION adopted a schema uhok_embed_internal owned by another role"
+fi
+echo "$out" | grep -q 'schema "uhok_embed_internal" already exists' || fail "unexpected error: $out"
+echo "upgrade: a squatted uhok_embed_internal is refused: $(echo "$out" | grep ^ERROR)"
 echo "ok: tests/upgrade.sh"

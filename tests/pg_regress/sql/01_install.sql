@@ -6,9 +6,10 @@ SHOW uhok_embed.threads;
 -- The result is pgvector's own type: no cast needed.
 SELECT pg_typeof(uhok_embed('갈비탕')), vector_dims(uhok_embed('갈비탕'));
 -- Volatility, strictness and parallel safety are deliberate (see api.rs and the README).
-SELECT proname, provolatile, proisstrict, proparallel, pg_get_function_arguments(oid) AS args,
-       pg_get_function_result(oid) AS result
-FROM pg_proc WHERE proname LIKE 'uhok_embed%' ORDER BY proname;
+-- uhok_embed_internal holds what the extension's own SQL calls (see sql/sync.sql).
+SELECT pronamespace::regnamespace AS schema, proname, provolatile, proisstrict, proparallel,
+       pg_get_function_arguments(oid) AS args, pg_get_function_result(oid) AS result
+FROM pg_proc WHERE proname LIKE 'uhok\_%' ORDER BY proname, pronamespace::regnamespace::text;
 
 -- A helper for the tests that follow: the largest per-component difference of two vectors.
 CREATE FUNCTION max_abs_diff(a vector, b vector) RETURNS real LANGUAGE sql IMMUTABLE AS $$

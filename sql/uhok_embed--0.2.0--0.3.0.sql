@@ -1,0 +1,601 @@
+-- uhok_embed 0.2.0 -> 0.3.0 (issue 23.2): the extension's SQL no longer calls anything in the
+-- schema it was installed in, where other roles may be able to create functions (an overload
+-- there made every trigger, backfill and search fail with 42725, or ran instead). What it calls
+-- now lives in the new schema uhok_embed_internal, which the extension creates and owns:
+-- - the schema, and uhok_embed(), uhok_embed_batch() and uhok_embed_version() once more in it
+--   (src/internal.rs: the same C functions);
+-- - the helpers nobody else calls move there (ALTER FUNCTION ... SET SCHEMA keeps their OIDs,
+--   so the triggers of attached tables keep working): uhok_embed_vector_schema,
+--   uhok_embed_row_trigger, uhok_embed_statement_trigger, uhok_embed_check_column,
+--   uhok_embed_backfill_step;
+-- - the search moves to uhok_embed_internal.uhok_search; both public forms of uhok_search call it;
+-- - then sql/sync.sql and sql/search.sql as released in 0.3.0, CREATE turned into
+--   CREATE OR REPLACE but for the new internal uhok_search (created, never replaced).
+-- Released: never edit this file once it is in tests/released-scripts.sha256; tests/upgrade.sh
+-- checks that it gives what a fresh install gives.
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION uhok_embed UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Without IF NOT EXISTS, deliberately: a schema of this name made beforehand by someone else
+-- makes the update fail rather than put the extension's functions in it.
+CREATE SCHEMA uhok_embed_internal;
+GRANT USAGE ON SCHEMA uhok_embed_internal TO PUBLIC;
+COMMENT ON SCHEMA uhok_embed_internal IS
+'uhok_embed''s internal functions: the ones its triggers, backfill and search call. Only the extension''s owner may create objects here, so no overload can make those calls ambiguous or redirect them.';
+
+CREATE FUNCTION uhok_embed_internal.uhok_embed(input text, "normalize" boolean DEFAULT true) RETURNS vector
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_wrapper';
+
+CREATE FUNCTION uhok_embed_internal.uhok_embed_batch(inputs text[], "normalize" boolean DEFAULT true) RETURNS vector[]
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_batch_wrapper';
+
+CREATE FUNCTION uhok_embed_internal.uhok_embed_version() RETURNS text
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_version_wrapper';
+
+ALTER FUNCTION @extschema@.uhok_embed_vector_schema() SET SCHEMA uhok_embed_internal;
+ALTER FUNCTION @extschema@.uhok_embed_row_trigger() SET SCHEMA uhok_embed_internal;
+ALTER FUNCTION @extschema@.uhok_embed_statement_trigger() SET SCHEMA uhok_embed_internal;
+ALTER FUNCTION @extschema@.uhok_embed_check_column(regclass, name, text[]) SET SCHEMA uhok_embed_internal;
+ALTER FUNCTION @extschema@.uhok_embed_backfill_step(regclass, name, name, name, integer, jsonb) SET SCHEMA uhok_embed_internal;
+
+-- sql/sync.sql
+-- Keeping a vector column equal to the embedding of a text column: triggers, attach/detach,
+-- and backfill. Part of the extension script (included by src/sync.rs).
+--
+-- How a table is kept in sync (uhok_embed_attach creates these):
+--
+--   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text> FOR EACH ROW
+--                               -> uhok_embed_internal.uhok_embed_row_trigger(<text>, <vector>, <version>, <mode>)
+--   uhok_embed_<vector>_insert  AFTER INSERT FOR EACH STATEMENT, transition table new rows
+--   uhok_embed_<vector>_update  AFTER UPDATE FOR EACH STATEMENT, transition table new rows
+--                               -> uhok_embed_internal.uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
+--
+-- Mode 'batch' (the table has a primary key and the vector column allows NULL): the row
+-- trigger only marks a row as pending (vector NULL) when its text is new or changed, and the
+-- statement trigger embeds all pending rows of the statement in batches of
+-- uhok_embed.batch_size, so an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
+-- forward passes, not 10,000.
+-- Mode 'row' (no primary key, or a NOT NULL vector column): the row trigger embeds each row
+-- itself, one forward pass per row.
+--
+-- In both modes an UPDATE that leaves the text as it was does not run the model, a NULL text
+-- gives a NULL vector, and the version column is set from the same model that made the vector.
+--
+-- search_path (CVE-2018-1058): these functions run in other users' sessions, inside their
+-- triggers, whatever search_path those sessions have. So every function here has
+-- SET search_path = pg_catalog, pg_temp: each unqualified name (functions, operators, types,
+-- relations) resolves to pg_catalog, never to a schema an untrusted role can create objects in
+-- (pg_temp comes last, and functions and operators are never looked up there). What is not in
+-- pg_catalog is qualified: pgvector's operators as OPERATOR(<its schema>.<->), the schema found
+-- at run time by uhok_embed_vector_schema() (pgvector is relocatable, and PostgreSQL 15 has no
+-- @extschema:vector@) and injected only through format's %I; and the extension's own functions
+-- as uhok_embed_internal.name.
+--
+-- Why uhok_embed_internal and not @extschema@ (issue 23.2): a qualified name still chooses among
+-- all the overloads in its schema. The extension's schema is often public, where other roles
+-- may be allowed to create functions, and one public.uhok_embed_version(x integer DEFAULT 0)
+-- would make every @extschema@.uhok_embed_version() call ambiguous (ERROR 42725: no trigger,
+-- backfill or search would work any more), a better-matching overload would run instead.
+-- uhok_embed_internal is created by the extension, without IF NOT EXISTS, and only its owner
+-- may create objects there. It holds the helpers nobody else calls, and uhok_embed(),
+-- uhok_embed_batch() and uhok_embed_version() once more (src/internal.rs); the public
+-- functions in @extschema@ are for users, and none of the extension's code calls them.
+-- tests/pg_regress/sql/14_own_schema.sql squats every name. Dynamic SQL takes the caller's
+-- identifiers only through %I or as a regclass, which, printed under this search_path, comes
+-- out schema-qualified. The one exception is the procedure uhok_embed_backfill: a procedure
+-- with a SET clause cannot COMMIT, so it has none, and holds nothing but a loop that calls the
+-- pinned function uhok_embed_backfill_step and commits (see there).
+--
+-- NULL arguments: a NULL table, column name or batch_size is a mistake, not "nothing to do",
+-- and gives ERROR null_value_not_allowed (only version_column may be NULL: no version column).
+
+-- The schema pgvector's objects live in (its type vector, its operators).
+CREATE OR REPLACE FUNCTION uhok_embed_internal.uhok_embed_vector_schema() RETURNS name
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'vector'
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_vector_schema() IS
+'The schema of pgvector (extension vector), which uhok_embed''s SQL qualifies pgvector''s operators with.';
+
+CREATE OR REPLACE FUNCTION uhok_embed_internal.uhok_embed_row_trigger() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    text_column    text := TG_ARGV[0];
+    vector_column  text := TG_ARGV[1];
+    version_column text := nullif(TG_ARGV[2], '');
+    batch_mode     boolean := TG_ARGV[3] IS NOT DISTINCT FROM 'batch';
+    new_text       text;
+    old_text       text;
+    changes        jsonb;
+BEGIN
+    EXECUTE format('SELECT ($1).%I::text', text_column) INTO new_text USING NEW;
+    IF TG_OP = 'UPDATE' THEN
+        EXECUTE format('SELECT ($1).%I::text', text_column) INTO old_text USING OLD;
+        IF new_text IS NOT DISTINCT FROM old_text THEN
+            RETURN NEW;  -- the text did not change: keep the vector, do not run the model
+        END IF;
+    END IF;
+    -- In batch mode the vector stays NULL until the statement trigger fills it, before the
+    -- statement ends; nobody else ever sees the pending row.
+    changes := jsonb_build_object(vector_column,
+        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE uhok_embed_internal.uhok_embed(new_text)::text END);
+    IF version_column IS NOT NULL THEN
+        changes := changes || jsonb_build_object(version_column, uhok_embed_internal.uhok_embed_version());
+    END IF;
+    RETURN jsonb_populate_record(NEW, changes);
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_row_trigger() IS
+'BEFORE INSERT OR UPDATE OF <text> row trigger. Arguments: text column, vector column, version column (or ''''), mode (''batch'' or ''row''). See uhok_embed_attach().';
+
+CREATE OR REPLACE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    text_column    text := TG_ARGV[0];
+    vector_column  text := TG_ARGV[1];
+    version_column text := nullif(TG_ARGV[2], '');
+    key_columns    text[] := TG_ARGV[3:];
+    -- Rows per UPDATE: bounds the vector[] of one statement (4096 x 384 floats = 6 MB).
+    rows_per_update constant integer := 4096;
+    pending        bigint;
+    key_list       text;
+    key_match      text;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL',
+                   vector_column, text_column) INTO pending;
+    IF pending = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- Each key column is matched with the equality operator of its primary key index's operator
+    -- class, qualified (a regoper printed under this search_path names its schema), so a key of a
+    -- type from another schema (citext, say) is compared by its own operator, found by OID.
+    SELECT string_agg(format('%I', k.col), ', ' ORDER BY k.ord),
+           string_agg(format('t.%1$I OPERATOR(%2$s) n.%1$I', k.col,
+                             coalesce(eq.oprid::regoper::text, 'pg_catalog.=')), ' AND ' ORDER BY k.ord)
+      INTO key_list, key_match
+    FROM unnest(key_columns) WITH ORDINALITY AS k(col, ord)
+    LEFT JOIN LATERAL (
+        SELECT o.amopopr AS oprid
+        FROM pg_catalog.pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey::smallint[], i.indclass::oid[]) AS ik(attnum, opclass)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ik.attnum
+        JOIN pg_catalog.pg_opclass c ON c.oid = ik.opclass
+        JOIN pg_catalog.pg_amop o ON o.amopfamily = c.opcfamily AND o.amoplefttype = c.opcintype
+                                 AND o.amoprighttype = c.opcintype AND o.amopstrategy = 3
+        WHERE i.indrelid = TG_RELID AND i.indisprimary AND a.attname = k.col
+        LIMIT 1) AS eq ON true;
+    FOR chunk_start IN 0 .. pending - 1 BY rows_per_update LOOP
+        EXECUTE format($q$
+            WITH n AS MATERIALIZED (
+                SELECT *
+                FROM (SELECT %1$s, %2$I::text AS uhok_text, row_number() OVER () AS uhok_ord
+                      FROM uhok_embed_new_rows WHERE %3$I IS NULL AND %2$I IS NOT NULL) AS all_pending
+                WHERE uhok_ord > $1 AND uhok_ord <= $1 + $2),
+            e AS (SELECT v, ord + $1 AS uhok_ord
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                       WITH ORDINALITY AS u(v, ord))
+            UPDATE %4$s AS t SET %3$I = e.v %5$s
+            FROM n JOIN e USING (uhok_ord)
+            WHERE %6$s
+            $q$,
+            key_list, text_column, vector_column, TG_RELID::regclass,
+            CASE WHEN version_column IS NULL THEN ''
+                 ELSE format(', %I = uhok_embed_internal.uhok_embed_version()', version_column) END,
+            key_match)
+        USING chunk_start, rows_per_update;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() IS
+'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: text column, vector column, version column (or ''''), then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
+
+CREATE OR REPLACE FUNCTION uhok_embed_attach(tbl regclass, text_column name, vector_column name,
+                                  version_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_columns    text[];
+    vector_notnull boolean;
+    mode           text;
+    prefix         text := 'uhok_embed_' || vector_column;
+    missing        bigint;
+BEGIN
+    IF tbl IS NULL OR text_column IS NULL OR vector_column IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+            CASE WHEN tbl IS NULL THEN 'tbl' WHEN text_column IS NULL THEN 'text_column' ELSE 'vector_column' END
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'uhok_embed_attach(tbl, text_column, vector_column [, version_column]) needs a table and two column names; only version_column may be NULL (no version column).';
+    END IF;
+    -- CREATE TRIGGER only asks for the TRIGGER privilege; attaching (and detaching) is the
+    -- owner's decision, as for DROP TRIGGER.
+    IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only the table''s owner (or a member of the owning role) can attach uhok_embed to it.';
+    END IF;
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    IF version_column IS NOT NULL THEN
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+    END IF;
+    IF octet_length(prefix) > 56 THEN
+        RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
+            USING ERRCODE = 'name_too_long', HINT = 'Use a vector column name of at most 45 bytes.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = tbl AND tgname = prefix || '_row') THEN
+        RAISE EXCEPTION 'uhok_embed is already attached to column "%" of %', vector_column, tbl
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Call uhok_embed_detach(%L, %L) first.', tbl, vector_column);
+    END IF;
+
+    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO key_columns
+    FROM pg_catalog.pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = tbl AND i.indisprimary;
+    SELECT attnotnull INTO vector_notnull FROM pg_catalog.pg_attribute WHERE attrelid = tbl AND attname = vector_column;
+    mode := CASE WHEN key_columns IS NULL OR vector_notnull THEN 'row' ELSE 'batch' END;
+
+    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
+                    EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_trigger(%L, %L, %L, %L)',
+                   prefix || '_row', text_column, tbl, text_column, vector_column,
+                   coalesce(version_column, ''), mode);
+    IF mode = 'batch' THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
+                        FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
+                       prefix || '_insert', tbl,
+                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
+                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
+                        FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
+                       prefix || '_update', tbl,
+                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
+                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+    END IF;
+
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', tbl, text_column, vector_column)
+        INTO missing;
+    IF missing > 0 THEN
+        RAISE NOTICE '% existing rows of % have no vector yet', missing, tbl
+            USING HINT = format('CALL uhok_embed_backfill(%L, %L, %L%s);', tbl, text_column, vector_column,
+                                CASE WHEN version_column IS NULL THEN '' ELSE format(', %L', version_column) END);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_attach(regclass, name, name, name) IS
+'Keeps vector_column equal to uhok_embed(text_column) on every INSERT and every UPDATE that changes the text, and version_column (if given) equal to uhok_embed_version(). Only the table''s owner may call it; tbl, text_column and vector_column must not be NULL, version_column NULL means none.';
+
+CREATE OR REPLACE FUNCTION uhok_embed_detach(tbl regclass, vector_column name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prefix text := 'uhok_embed_' || vector_column;
+    trigger_name name;
+    dropped integer := 0;
+BEGIN
+    IF tbl IS NULL OR vector_column IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN tbl IS NULL THEN 'tbl' ELSE 'vector_column' END
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'uhok_embed_detach(tbl, vector_column) needs the table and the vector column given to uhok_embed_attach().';
+    END IF;
+    IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only the table''s owner (or a member of the owning role) can detach uhok_embed from it.';
+    END IF;
+    FOR trigger_name IN
+        SELECT tgname FROM pg_catalog.pg_trigger
+        WHERE tgrelid = tbl AND tgname IN (prefix || '_row', prefix || '_insert', prefix || '_update')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    IF dropped = 0 THEN
+        RAISE EXCEPTION 'uhok_embed is not attached to column "%" of %', vector_column, tbl
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'uhok_embed_attach() names its triggers uhok_embed_<vector column>_row, _insert and _update.';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_detach(regclass, name) IS
+'Removes the triggers uhok_embed_attach() created for vector_column. The vectors stay. Only the table''s owner may call it.';
+
+-- Raises a clear error unless tbl has a column named col whose type is one of types ('vector'
+-- meaning pgvector's vector, whatever its schema).
+CREATE OR REPLACE FUNCTION uhok_embed_internal.uhok_embed_check_column(tbl regclass, col name, types text[]) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col_type text;
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', CASE WHEN tbl IS NULL THEN 'tbl' ELSE 'column name' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT CASE WHEN t.typname = 'vector' AND n.nspname = uhok_embed_internal.uhok_embed_vector_schema() THEN 'vector'
+                ELSE format_type(a.atttypid, NULL) END
+      INTO col_type
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF col_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    IF (col_type = ANY (types)) IS NOT TRUE THEN
+        RAISE EXCEPTION 'column "%" of relation % has type %, not %', col, tbl, col_type, array_to_string(types, ' or ')
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+END
+$$;
+
+-- One step of uhok_embed_backfill, which has no SET clause (a procedure with one cannot
+-- COMMIT) and so only calls this and commits. state NULL: check the arguments, count the work
+-- and return the state of the walk, or NULL if there is nothing to do. Otherwise: embed the
+-- next range of pages and return the next state, or NULL after the last range. The state only
+-- carries numbers and the model version, which are used as such (never spliced into SQL
+-- unquoted), so a hand-made state can do no more than the arguments allow.
+CREATE OR REPLACE FUNCTION uhok_embed_internal.uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
+                                         version_column name, batch_size integer, state jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    model_version   text;
+    needs_work      text;
+    total           bigint;
+    all_rows        bigint;
+    done            bigint;
+    updated         bigint;
+    started         timestamptz;
+    last_notice     timestamptz;
+    pages           bigint;
+    rows_per_page   float8;
+    pages_per_batch bigint;
+    first_page      bigint;
+    rate            float8;
+BEGIN
+    IF tbl IS NULL OR text_column IS NULL OR vector_column IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+            CASE WHEN tbl IS NULL THEN 'tbl' WHEN text_column IS NULL THEN 'text_column'
+                 WHEN vector_column IS NULL THEN 'vector_column' ELSE 'batch_size' END
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'uhok_embed_backfill(tbl, text_column, vector_column [, version_column [, batch_size]]) needs a table and two column names; only version_column may be NULL (no version column), and batch_size left out is 256.';
+    END IF;
+    IF state IS NULL THEN
+        IF batch_size < 1 OR batch_size > 100000 THEN
+            RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', batch_size
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, text_column, ARRAY['text', 'character varying', 'character']);
+        PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+        IF version_column IS NOT NULL THEN
+            PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+        END IF;
+        model_version := uhok_embed_internal.uhok_embed_version();
+    ELSE
+        model_version := state->>'model_version';
+        -- Each step is a transaction of its own, and a transaction can load another model than
+        -- the last (uhok_embed.model_path changed, or the folder's files did): never stamp this
+        -- run's version on another model's vectors.
+        IF uhok_embed_internal.uhok_embed_version() IS DISTINCT FROM model_version THEN
+            RAISE EXCEPTION 'the model changed while uhok_embed_backfill ran: it started with %, % is loaded now',
+                model_version, uhok_embed_internal.uhok_embed_version()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'The rows done so far keep their vectors and versions. CALL uhok_embed_backfill again to continue with the model now loaded.';
+        END IF;
+    END IF;
+    -- A row needs work when its vector is missing (text but no vector), left over (a vector but
+    -- no text), or from another model (its version is not this model's).
+    needs_work := format('(%1$I IS NOT NULL) <> (%2$I IS NOT NULL)%3$s', text_column, vector_column,
+        CASE WHEN version_column IS NULL THEN ''
+             ELSE format(' OR %I IS DISTINCT FROM %L', version_column, model_version) END);
+
+    IF state IS NULL THEN
+        EXECUTE format('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s', needs_work, tbl) INTO total, all_rows;
+        RAISE NOTICE 'uhok_embed_backfill: % rows of % to embed with %', total, tbl, model_version;
+        IF total = 0 THEN
+            RETURN NULL;
+        END IF;
+        -- Walk the table once in ranges of pages sized to hold about batch_size rows, committing
+        -- after each, so a cancelled run keeps what it did and a second run only revisits rows
+        -- that still need work. (Asking "the next batch_size rows needing work" instead would
+        -- scan the table from the start for every batch.)
+        pages := pg_relation_size(tbl) / current_setting('block_size')::bigint;
+        rows_per_page := all_rows::float8 / greatest(pages, 1);
+        pages_per_batch := greatest(1, floor(batch_size / greatest(rows_per_page, 1)))::bigint;
+        RETURN jsonb_build_object('model_version', model_version, 'total', total, 'done', 0,
+                                  'pages', pages, 'pages_per_batch', pages_per_batch, 'first_page', 0,
+                                  'started', clock_timestamp(), 'last_notice', clock_timestamp());
+    END IF;
+
+    total := (state->>'total')::bigint;
+    done := (state->>'done')::bigint;
+    pages := (state->>'pages')::bigint;
+    pages_per_batch := (state->>'pages_per_batch')::bigint;
+    first_page := (state->>'first_page')::bigint;
+    started := (state->>'started')::timestamptz;
+    last_notice := (state->>'last_notice')::timestamptz;
+    IF first_page < pages THEN
+        -- A row whose text changed since it was read is skipped (t.text = n.text): the trigger
+        -- that changed it embeds it. Vector and version are written together, from one model.
+        EXECUTE format($q$
+            WITH n AS MATERIALIZED (
+                SELECT ctid AS uhok_tid, %1$I::text AS uhok_text, row_number() OVER () AS uhok_ord
+                FROM %2$s
+                WHERE ctid >= $1 AND ctid < $2 AND (%3$s)),
+            e AS (SELECT v, ord AS uhok_ord
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                       WITH ORDINALITY AS u(v, ord))
+            UPDATE %2$s AS t SET %4$I = e.v %5$s
+            FROM n JOIN e USING (uhok_ord)
+            WHERE t.ctid = n.uhok_tid AND t.%1$I::text IS NOT DISTINCT FROM n.uhok_text
+            $q$,
+            text_column, tbl, needs_work, vector_column,
+            CASE WHEN version_column IS NULL THEN ''
+                 ELSE format(', %I = %L', version_column, model_version) END)
+        USING format('(%s,0)', first_page)::tid, format('(%s,0)', first_page + pages_per_batch)::tid;
+        GET DIAGNOSTICS updated = ROW_COUNT;
+        done := done + updated;
+        first_page := first_page + pages_per_batch;
+        IF first_page < pages AND clock_timestamp() - last_notice >= interval '5 seconds' THEN
+            rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
+            RAISE NOTICE 'uhok_embed_backfill: % / % rows (% %%)', done, total, round(100.0 * done / total, 1)
+                USING DETAIL = format('%s rows/s, about %s s left.', round(rate::numeric, 1),
+                                      round((greatest(total - done, 0) / greatest(rate, 1e-9))::numeric));
+            last_notice := clock_timestamp();
+        END IF;
+    END IF;
+    IF first_page < pages THEN
+        RETURN state || jsonb_build_object('done', done, 'first_page', first_page, 'last_notice', last_notice);
+    END IF;
+    rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
+    RAISE NOTICE 'uhok_embed_backfill: embedded % rows of %', done, tbl
+        USING DETAIL = format('%s s, %s rows/s.', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1),
+                              round(rate::numeric, 1));
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_backfill_step(regclass, name, name, name, integer, jsonb) IS
+'One step of CALL uhok_embed_backfill() (which commits between steps); not meant to be called by itself.';
+
+-- No SET clause: a procedure with one cannot COMMIT. Everything it does is calling the
+-- pinned uhok_embed_backfill_step (schema-qualified, its argument types matched exactly) and
+-- testing its result with IS NOT NULL, so it resolves no name through the caller's search_path
+-- but its own variable's type, written pg_catalog.jsonb.
+CREATE OR REPLACE PROCEDURE uhok_embed_backfill(tbl regclass, text_column name, vector_column name,
+                                     version_column name DEFAULT NULL, batch_size integer DEFAULT 256)
+LANGUAGE plpgsql AS $$
+DECLARE
+    state pg_catalog.jsonb;
+BEGIN
+    state := uhok_embed_internal.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
+                                                  NULL::pg_catalog.jsonb);
+    WHILE state IS NOT NULL LOOP
+        COMMIT;
+        state := uhok_embed_internal.uhok_embed_backfill_step(tbl, text_column, vector_column, version_column, batch_size,
+                                                      state);
+    END LOOP;
+END
+$$;
+
+COMMENT ON PROCEDURE uhok_embed_backfill(regclass, name, name, name, integer) IS
+'Embeds rows whose vector is NULL or whose version is not the loaded model''s, committing every batch: cancel it any time and CALL it again to continue. tbl, text_column, vector_column and batch_size must not be NULL; version_column NULL means none.';
+
+-- sql/search.sql
+-- Search: the old service's /v1/search {query, top_k, exclude_ids} as SQL. Part of the
+-- extension script (included by src/sync.rs).
+--
+-- search_path: as in sync.sql, the search runs under SET search_path = pg_catalog, pg_temp;
+-- tbl comes in as a regclass, so the caller's own search_path resolved its name before the
+-- function started, and pgvector's <-> is called as OPERATOR(<pgvector's schema>.<->), the
+-- schema injected through %I. The search itself is uhok_embed_internal.uhok_search (a schema
+-- nobody else can add an overload to, see sync.sql); both public forms only call it.
+--
+-- The default form uhok_search(query, ...) searches "RECIPE_VECTOR_TABLE" as the CALLER's
+-- search_path finds it (as a plain SELECT ... FROM "RECIPE_VECTOR_TABLE" would): it is a
+-- LANGUAGE sql function deliberately WITHOUT a SET clause, whose body does nothing but cast the
+-- literal name to pg_catalog.regclass (resolved once, through the caller's search_path, before
+-- anything else runs) and call the pinned internal uhok_search by its qualified name,
+-- every argument of exactly the declared type (type names are looked up through the
+-- search_path too, hence pg_catalog.regclass and pg_catalog.name). A SET search_path on it
+-- would resolve the name through pg_catalog, pg_temp instead, where no "RECIPE_VECTOR_TABLE"
+-- is. Casts to regclass and name look up no function or operator, so a hostile schema early in
+-- the caller's search_path can at most offer its own "RECIPE_VECTOR_TABLE", which is what that
+-- search_path asks for anyway. (A SET clause also keeps a SQL function from being inlined;
+-- this one, without, can be.)
+
+CREATE FUNCTION uhok_embed_internal.uhok_search(query text, tbl regclass, id_column name, vector_column name,
+                                                top_k integer, exclude_ids bigint[], page integer)
+RETURNS TABLE (recipe_id bigint, distance double precision)
+LANGUAGE plpgsql STABLE
+-- pgvector 0.8's iterative index scan: when exclude_ids filters out rows the HNSW scan would
+-- have returned, it keeps scanning instead of returning fewer than top_k rows, and in strict
+-- distance order, so page n is exactly rows n*top_k .. n*top_k+top_k-1 of one ordered stream.
+SET hnsw.iterative_scan = 'strict_order'
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF query IS NULL OR tbl IS NULL OR id_column IS NULL OR vector_column IS NULL
+       OR top_k IS NULL OR page IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+            CASE WHEN query IS NULL THEN 'query' WHEN tbl IS NULL THEN 'tbl' WHEN id_column IS NULL THEN 'id_column'
+                 WHEN vector_column IS NULL THEN 'vector_column' WHEN top_k IS NULL THEN 'top_k' ELSE 'page' END
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Only exclude_ids may be NULL (no exclusions); leave top_k (25) and page (0) out for their defaults.';
+    END IF;
+    IF top_k < 1 OR top_k > 1000 THEN
+        RAISE EXCEPTION 'top_k must be between 1 and 1000, not %', top_k
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Fetch more rows with page.';
+    END IF;
+    IF page < 0 THEN
+        RAISE EXCEPTION 'page must be 0 or more, not %', page
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pages are numbered from 0.';
+    END IF;
+    PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
+    -- NOT (id = ANY (exclude_ids)) would be NULL, so the row would be dropped, for every id not
+    -- in the array as soon as the array holds a NULL: NULL elements are removed first. A row
+    -- whose id is NULL is never excluded.
+    RETURN QUERY EXECUTE format(
+        'SELECT %1$I::bigint, (%2$I OPERATOR(%4$I.<->) $1)::double precision FROM %3$s
+         WHERE %2$I IS NOT NULL AND (%1$I::bigint = ANY ($2)) IS NOT TRUE
+         ORDER BY %2$I OPERATOR(%4$I.<->) $1 LIMIT $3 OFFSET $4',
+        id_column, vector_column, tbl, uhok_embed_internal.uhok_embed_vector_schema())
+    USING uhok_embed_internal.uhok_embed(query),
+          ARRAY(SELECT x FROM unnest(exclude_ids) AS x WHERE x IS NOT NULL),
+          top_k, page::bigint * top_k;
+END
+$$;
+
+COMMENT ON FUNCTION uhok_embed_internal.uhok_search(text, regclass, name, name, integer, bigint[], integer) IS
+'What both forms of uhok_search() run.';
+
+CREATE OR REPLACE FUNCTION uhok_search(query text, tbl regclass, id_column name, vector_column name,
+                            top_k integer DEFAULT 25, exclude_ids bigint[] DEFAULT '{}',
+                            page integer DEFAULT 0)
+RETURNS TABLE (recipe_id bigint, distance double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM uhok_embed_internal.uhok_search(query, tbl, id_column, vector_column, top_k, exclude_ids, page)
+$$;
+
+COMMENT ON FUNCTION uhok_search(text, regclass, name, name, integer, bigint[], integer) IS
+'The top_k rows of tbl nearest to uhok_embed(query) by L2 distance (<->), skipping exclude_ids, page by page (page 0 first). exclude_ids NULL means no exclusions, and its NULL elements are ignored; the other arguments must not be NULL.';
+
+-- No SET clause, on purpose: see the top of this file.
+CREATE OR REPLACE FUNCTION uhok_search(query text, top_k integer DEFAULT 25, exclude_ids bigint[] DEFAULT '{}',
+                            page integer DEFAULT 0)
+RETURNS TABLE (recipe_id bigint, distance double precision)
+LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM uhok_embed_internal.uhok_search(query, '"RECIPE_VECTOR_TABLE"'::pg_catalog.regclass,
+                                                  'RECIPE_ID'::pg_catalog.name, 'VECTOR_NAME'::pg_catalog.name, top_k, exclude_ids, page)
+$$;
+
+COMMENT ON FUNCTION uhok_search(text, integer, bigint[], integer) IS
+'uhok_search over "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "VECTOR_NAME"), the recipe service''s table, found through the caller''s search_path. exclude_ids NULL means no exclusions, and its NULL elements are ignored.';
