@@ -10,8 +10,10 @@
 --   uhok_embed_backfill_step;
 -- - the search moves to uhok_embed_internal.uhok_search; both public forms of uhok_search call it;
 -- - then sql/sync.sql and sql/search.sql as released in 0.3.0, CREATE turned into
---   CREATE OR REPLACE but for the new internal uhok_search (created, never replaced).
--- Released: never edit this file once it is in tests/released-scripts.sha256; tests/upgrade.sh
+--   CREATE OR REPLACE but for the new internal uhok_search (created, never replaced);
+-- - issue 23.6: uhok_embed_snapshots() and uhok_embed_snapshots_remove_unused() (src/snapshots.rs),
+--   revoked from PUBLIC.
+-- Released: never edit this file (tests/released_scripts.sh); tests/upgrade.sh
 -- checks that it gives what a fresh install gives.
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
@@ -599,3 +601,31 @@ $$;
 
 COMMENT ON FUNCTION uhok_search(text, integer, bigint[], integer) IS
 'uhok_search over "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "VECTOR_NAME"), the recipe service''s table, found through the caller''s search_path. exclude_ids NULL means no exclusions, and its NULL elements are ignored.';
+
+-- src/snapshots.rs
+CREATE  FUNCTION "uhok_embed_snapshots"() RETURNS TABLE (
+	"file" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"bytes" bigint,  /* i64 */
+	"sha256" TEXT,  /* Option < String > */
+	"sources" TEXT[],  /* Vec < String > */
+	"in_use" bool  /* bool */
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'uhok_embed_snapshots_wrapper';
+
+CREATE  FUNCTION "uhok_embed_snapshots_remove_unused"() RETURNS TABLE (
+	"file" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"bytes" bigint,  /* i64 */
+	"sha256" TEXT,  /* Option < String > */
+	"sources" TEXT[],  /* Vec < String > */
+	"in_use" bool  /* bool */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'uhok_embed_snapshots_remove_unused_wrapper';
+
+REVOKE ALL ON FUNCTION uhok_embed_snapshots() FROM PUBLIC;
+REVOKE ALL ON FUNCTION uhok_embed_snapshots_remove_unused() FROM PUBLIC;

@@ -12,6 +12,7 @@ mod gucs;
 mod internal;
 mod model_cache;
 mod query_cache;
+mod snapshots;
 mod sync;
 mod vector;
 

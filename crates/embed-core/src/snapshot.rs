@@ -306,7 +306,7 @@ pub fn snapshot(source: &Path, store: &Path, poll: &mut dyn FnMut()) -> Result<S
     // cleanup, so that no cleanup removes a copy renamed in but not yet indexed, and two copies
     // of different models do not both pass the space check.
     let found = copy_in(source, &canonical, store, &index, poll)?;
-    remove_unused(store, &found.sha256);
+    remove_unused(store, Some(&found.sha256));
     Ok(found)
 }
 
@@ -634,59 +634,155 @@ fn write_index(index: &Path, entry: &Entry, store: &Path) -> Result<()> {
     })
 }
 
-/// Housekeeping after a copy (errors ignored): index entries whose source is gone or no longer
-/// the file they describe, snapshots no entry names (except `keep`), and incoming copies of
-/// processes that no longer exist. A process that still maps a removed snapshot keeps using it
-/// (unlinking does not touch a mapping; its disk space is freed when the last mapping goes).
-fn remove_unused(store: &Path, keep: &str) {
+/// One file of the store, as [`list`] reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreFile {
+    /// The file's name in the store.
+    pub name: String,
+    /// `snapshot` (a copy of a source), `derived` (made from a snapshot, such as the fp32
+    /// weights widen.rs writes) or `incoming` (a copy being written, or left by a process that
+    /// died while writing it).
+    pub kind: &'static str,
+    pub bytes: u64,
+    /// The content's SHA-256 (for `derived`: the snapshot's it was made from).
+    pub sha256: Option<String>,
+    /// The live sources whose index entry names this content.
+    pub sources: Vec<PathBuf>,
+    /// Whether the next cleanup keeps it: a live source names it, or it is an incoming copy
+    /// whose process still runs (and is younger than [`STALE_INCOMING`]).
+    pub in_use: bool,
+}
+
+/// Every file of the store with what the cleanup rule says of it. Reads only; an absent store
+/// is empty.
+pub fn list(store: &Path) -> Result<Vec<StoreFile>> {
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
+    let (live, _) = read_index(store);
+    let entries = fs::read_dir(store).map_err(|e| store_error(store, e))?;
+    let mut files: Vec<StoreFile> = entries
+        .flatten()
+        .filter_map(|e| describe(&e, &live))
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// A file of the store as [`list`] reports it; None for what is not a copy (sources/).
+fn describe(entry: &fs::DirEntry, live: &[Entry]) -> Option<StoreFile> {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let (kind, sha256) = classify(&name)?;
+    let sources: Vec<PathBuf> = live
+        .iter()
+        .filter(|e| Some(e.sha256.as_str()) == sha256.as_deref())
+        .map(|e| e.source.clone())
+        .collect();
+    Some(StoreFile {
+        in_use: !unused(entry, kind, &sources),
+        bytes: entry.metadata().map_or(0, |m| m.len()),
+        name,
+        kind,
+        sha256,
+        sources,
+    })
+}
+
+/// Removes now what the cleanup after a copy would (see [`remove_unused`]), under the store
+/// lock, and returns what was removed. For a DBA who wants the disk space back without waiting
+/// for the next model change.
+pub fn remove_unused_now(store: &Path, poll: &mut dyn FnMut()) -> Result<Vec<StoreFile>> {
+    if !store.join("sources").exists() {
+        return Ok(Vec::new());
+    }
+    open_store(store)?;
+    let _store = lock(&store_lock(store), poll)?;
+    Ok(remove_unused(store, None))
+}
+
+/// Index entries whose source still has the copy's size, and the paths of the others. Kept
+/// while the source has the copy's size: a chmod or touch changes its stat data but not its
+/// bytes, and the next load re-indexes it after a hash (same_content).
+fn read_index(store: &Path) -> (Vec<Entry>, Vec<PathBuf>) {
+    let (mut live, mut dead) = (Vec::new(), Vec::new());
     let Ok(sources) = fs::read_dir(store.join("sources")) else {
-        return;
+        return (live, dead);
     };
-    let mut named = vec![keep.to_owned()];
     for entry in sources.flatten() {
         let path = entry.path();
         if path.extension().is_some() {
             continue; // a lock or a temporary file
         }
         match read_small(&path).ok().as_deref().and_then(Entry::parse) {
-            // Kept while the source has the copy's size: a chmod or touch changes its stat data
-            // but not its bytes, and the next load re-indexes it after a hash (same_content).
-            Some(e) if fs::metadata(&e.source).is_ok_and(|m| m.len() == e.key.size) => {
-                named.push(e.sha256)
-            }
-            _ => {
-                let _ = fs::remove_file(&path);
-            }
+            Some(e) if fs::metadata(&e.source).is_ok_and(|m| m.len() == e.key.size) => live.push(e),
+            _ => dead.push(path),
         }
     }
+    (live, dead)
+}
+
+/// What a file of the store is, from its name: its kind and the SHA-256 it belongs to.
+fn classify(name: &str) -> Option<(&'static str, Option<String>)> {
+    if name.starts_with(INCOMING_PREFIX) {
+        return Some(("incoming", None));
+    }
+    let rest = name.strip_prefix(SNAPSHOT_PREFIX)?;
+    match rest.split_once('.') {
+        Some((sha, _)) => Some(("derived", Some(sha.to_owned()))),
+        None => Some(("snapshot", Some(rest.to_owned()))),
+    }
+}
+
+/// The one cleanup rule. A snapshot or derived file is unused when no live source names its
+/// content; an incoming copy when its process no longer exists or it is older than
+/// [`STALE_INCOMING`].
+fn unused(entry: &fs::DirEntry, kind: &str, sources: &[PathBuf]) -> bool {
+    if kind != "incoming" {
+        return sources.is_empty();
+    }
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let pid = name[INCOMING_PREFIX.len()..]
+        .split('.')
+        .next()
+        .and_then(|p| p.parse::<i32>().ok());
+    let gone = pid.is_some_and(|pid| {
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let status = unsafe { libc::kill(pid, 0) };
+        status != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    });
+    let old = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_INCOMING);
+    gone || old
+}
+
+/// Housekeeping under the store lock (errors ignored): index entries whose source is gone or no
+/// longer the file they describe, and every file [`unused`] says is, but the content `keep` (the
+/// copy just made, which its index entry may not name yet). A process that still maps a removed
+/// snapshot keeps using it (unlinking does not touch a mapping; its disk space is freed when the
+/// last mapping goes). Returns what it removed.
+fn remove_unused(store: &Path, keep: Option<&str>) -> Vec<StoreFile> {
+    let (live, dead) = read_index(store);
+    for path in dead {
+        let _ = fs::remove_file(path);
+    }
+    let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(store) else {
-        return;
+        return removed;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let unused = if let Some(rest) = name.strip_prefix(INCOMING_PREFIX) {
-            let pid = rest.split('.').next().and_then(|p| p.parse::<i32>().ok());
-            // SAFETY: kill with signal 0 only checks that the process exists.
-            let gone = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_INCOMING);
-            gone || old
-        } else if let Some(rest) = name.strip_prefix(SNAPSHOT_PREFIX) {
-            // A snapshot, or a file derived from one (`<sha256>.<suffix>`).
-            let sha = rest.split('.').next().unwrap_or(rest);
-            !named.iter().any(|n| n == sha)
-        } else {
-            false
+        let Some(file) = describe(&entry, &live) else {
+            continue;
         };
-        if unused {
-            let _ = fs::remove_file(entry.path());
+        let kept = file.sha256.is_some() && file.sha256.as_deref() == keep;
+        if !kept && !file.in_use && fs::remove_file(entry.path()).is_ok() {
+            removed.push(file);
         }
     }
+    removed
 }
 
 #[cfg(test)]
@@ -748,6 +844,84 @@ mod tests {
             snapshot(&source, &store, &mut || {}),
             Err(EmbedError::FileMissing { .. })
         ));
+        fs::remove_dir_all(&store).unwrap();
+    }
+
+    #[test]
+    fn the_listing_and_the_cleanup_apply_one_rule() {
+        let store = store();
+        assert_eq!(list(&store).unwrap(), vec![]);
+        assert_eq!(remove_unused_now(&store, &mut || {}).unwrap(), vec![]);
+        fs::create_dir_all(&store).unwrap();
+        let source = store.join("weights.bin");
+        old_file(&source, &vec![3u8; 1 << 20]);
+        let snap = snapshot(&source, &store, &mut || {}).unwrap();
+        let derived = store.join(format!("{SNAPSHOT_PREFIX}{}.fp32", snap.sha256));
+        fs::write(&derived, b"widened").unwrap();
+        // What nothing names: a copy of a content no source has, its derived file, and an
+        // incoming copy of a process that does not exist (pid_max is at most 2^22).
+        let orphan = store.join(format!("{SNAPSHOT_PREFIX}{}", "ab".repeat(32)));
+        fs::write(&orphan, b"orphan").unwrap();
+        let orphan_derived = store.join(format!("{SNAPSHOT_PREFIX}{}.fp32", "ab".repeat(32)));
+        fs::write(&orphan_derived, b"orphan too").unwrap();
+        let dead_incoming = store.join(format!("{INCOMING_PREFIX}{}.1", 1 << 23));
+        fs::write(&dead_incoming, b"half").unwrap();
+        let live_incoming = store.join(format!("{INCOMING_PREFIX}{}.1", std::process::id()));
+        fs::write(&live_incoming, b"writing").unwrap();
+
+        let files = list(&store).unwrap();
+        let of = |path: &Path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.iter().find(|f| f.name == name).cloned().unwrap()
+        };
+        let canonical = source.canonicalize().unwrap();
+        let s = of(&snap.path);
+        assert_eq!((s.kind, s.bytes, s.in_use), ("snapshot", 1 << 20, true));
+        assert_eq!(
+            (s.sha256.as_deref(), &s.sources[..]),
+            (Some(&snap.sha256[..]), &[canonical.clone()][..])
+        );
+        let d = of(&derived);
+        assert_eq!(
+            (d.kind, d.in_use, &d.sources[..]),
+            ("derived", true, &[canonical][..])
+        );
+        assert_eq!((of(&orphan).kind, of(&orphan).in_use), ("snapshot", false));
+        assert_eq!(
+            (of(&orphan_derived).kind, of(&orphan_derived).in_use),
+            ("derived", false)
+        );
+        assert_eq!(
+            (of(&dead_incoming).kind, of(&dead_incoming).in_use),
+            ("incoming", false)
+        );
+        assert_eq!(
+            (of(&live_incoming).kind, of(&live_incoming).in_use),
+            ("incoming", true)
+        );
+        assert_eq!(files.len(), 6);
+
+        let mut removed: Vec<String> = remove_unused_now(&store, &mut || {})
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        removed.sort();
+        let mut expected: Vec<String> = [&orphan, &orphan_derived, &dead_incoming]
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(list(&store).unwrap().len(), 3);
+        assert!(snap.path.exists() && derived.exists() && live_incoming.exists());
+        // The source gone, its copies are unused too.
+        fs::remove_file(&source).unwrap();
+        assert!(list(&store)
+            .unwrap()
+            .iter()
+            .all(|f| !f.in_use || f.kind == "incoming"));
+        assert_eq!(remove_unused_now(&store, &mut || {}).unwrap().len(), 2);
         fs::remove_dir_all(&store).unwrap();
     }
 
