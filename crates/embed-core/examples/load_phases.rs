@@ -43,7 +43,8 @@ fn main() {
         let tok_snapshot = ms(t);
         let t = Instant::now();
         let tokenizer =
-            TextTokenizer::load(&files.tokenizer, &tok_snap, &pipeline).expect("tokenizer");
+            TextTokenizer::load(&files.tokenizer, &tok_snap, &pipeline, &store, &mut || {})
+                .expect("tokenizer");
         let tok_parse = ms(t);
         let t = Instant::now();
         let w_snap = snapshot::snapshot(&files.weights, &store, &mut || {}).expect("snapshot");

@@ -150,7 +150,8 @@ fn real_tokenizers() -> &'static [TextTokenizer] {
                 let pipeline = PipelineConfig::read(&files).unwrap();
                 let snapshot: Snapshot =
                     crate::snapshot::snapshot(&files.tokenizer, &store, &mut || {}).unwrap();
-                TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline).unwrap()
+                TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline, &store, &mut || {})
+                    .unwrap()
             })
             .collect()
     })

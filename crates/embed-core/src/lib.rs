@@ -133,7 +133,13 @@ impl Embedder {
         reserve_for_load(&files, options.backend)?;
         let poll = &mut interrupt::poll;
         let tokenizer_snapshot = snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, poll)?;
-        let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_snapshot, &pipeline)?;
+        let tokenizer = TextTokenizer::load(
+            &files.tokenizer,
+            &tokenizer_snapshot,
+            &pipeline,
+            &options.snapshot_dir,
+            poll,
+        )?;
         let weights_snapshot = snapshot::snapshot(&files.weights, &options.snapshot_dir, poll)?;
         // fp16/bf16 weights run the fast pass from an fp32 copy shared by all backends; candle,
         // when asked for by name (the benchmarks' reference), converts them itself.

@@ -230,6 +230,20 @@ impl Snapshot {
         Ok(found(out, path))
     }
 
+    /// The file [`Snapshot::derived`] made from this snapshot under `suffix`, if the store has
+    /// it (derived files appear whole, by rename); its reader checks its content.
+    pub fn existing_derived(&self, store: &Path, suffix: &str) -> Option<Snapshot> {
+        let path = store.join(format!("{SNAPSHOT_PREFIX}{}.{suffix}", self.sha256));
+        let file = File::open(&path).ok()?;
+        Some(Snapshot {
+            file,
+            path,
+            sha256: self.sha256.clone(),
+            source: self.source.clone(),
+            key: self.key,
+        })
+    }
+
     /// True when the source file is no longer the one this snapshot was copied from (written,
     /// truncated, replaced, removed or its permissions changed). A stat call, ~1 µs.
     pub fn source_changed(&self) -> bool {

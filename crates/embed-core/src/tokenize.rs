@@ -51,20 +51,30 @@ pub fn python_strip(text: &str) -> &str {
 }
 
 impl TextTokenizer {
-    /// Loads the tokenizer from `snapshot`, the private copy of `path` (snapshot.rs).
-    pub fn load(path: &Path, snapshot: &Snapshot, pipeline: &PipelineConfig) -> Result<Self> {
+    /// Loads the tokenizer from `snapshot`, the private copy of `path` (snapshot.rs). A Unigram
+    /// tokenizer runs on the compact model over its index in `store`, built there by the first
+    /// load of this content (unigram.rs); the others are parsed by tokenizers.
+    pub fn load(
+        path: &Path,
+        snapshot: &Snapshot,
+        pipeline: &PipelineConfig,
+        store: &Path,
+        poll: &mut dyn FnMut(),
+    ) -> Result<Self> {
         let bad = |reason: String| EmbedError::InvalidTokenizer {
             path: path.to_owned(),
             reason,
         };
-        // Mapped rather than read: copying the 17 MB of the multilingual tokenizer.json into a
-        // buffer, faulting it in and unmapping it took ~15 of a 37 ms load, and the compact
-        // Unigram model reads its pieces from the mapping for as long as it lives. The mapping
-        // is of the private snapshot, which nobody rewrites.
-        let inner = parse(&|| snapshot.map()).map_err(|e| match e {
-            ParseError::Io(e) => e,
-            ParseError::Invalid(reason) => bad(reason),
-        })?;
+        let inner = match compact(snapshot, store, poll) {
+            Some(compact) => Inner::Compact(Box::new(compact)),
+            // Mapped rather than read: copying the 17 MB of the multilingual tokenizer.json
+            // into a buffer, faulting it in and unmapping it took ~15 of a 37 ms load. The
+            // mapping is of the private snapshot, which nobody rewrites.
+            None => parse_with(&|| snapshot.map(), false).map_err(|e| match e {
+                ParseError::Io(e) => e,
+                ParseError::Invalid(reason) => bad(reason),
+            })?,
+        };
         Self::from_inner(
             inner,
             pipeline.max_seq_length,
@@ -185,23 +195,65 @@ impl TextTokenizer {
     }
 }
 
+/// The compact Unigram model of `snapshot` over its index in `store`: mapped if a load already
+/// built it, else built now and kept there for every later load (from memory when the store
+/// has no room). None when the file is no Unigram model the compact one covers, or anything
+/// failed: parse_with() then decides, from the file itself, so a damaged index costs time,
+/// never a wrong token.
+fn compact(snapshot: &Snapshot, store: &Path, poll: &mut dyn FnMut()) -> Option<CompactTokenizer> {
+    let open = |bytes| no_panic(|| unigram::open(bytes)).ok()?.ok();
+    if let Some(index) = snapshot.existing_derived(store, unigram::INDEX_SUFFIX) {
+        if let Some(tokenizer) = index
+            .map()
+            .ok()
+            .and_then(|m| open(unigram::IndexBytes::Mapped(m)))
+        {
+            return Some(tokenizer);
+        }
+    }
+    let json = snapshot.map().ok()?;
+    let built = no_panic(|| unigram::build(&json)).ok()?.ok()?;
+    drop(json);
+    let kept = snapshot.derived(
+        store,
+        unigram::INDEX_SUFFIX,
+        built.len() as u64,
+        poll,
+        &mut |file, _| std::io::Write::write_all(file, &built),
+    );
+    match kept.and_then(|index| index.map()) {
+        Ok(mapped) => open(unigram::IndexBytes::Mapped(mapped)),
+        Err(_) => open(unigram::IndexBytes::Owned(built)),
+    }
+}
+
 pub(crate) enum ParseError {
     Io(EmbedError),
     Invalid(String),
 }
 
-/// Parses tokenizer.json's bytes (`map` maps them; called twice when the compact Unigram model
-/// does not cover the file): the compact Unigram model, else tokenizers' own.
+/// Parses tokenizer.json's bytes (`map` maps them): the compact Unigram model (built in
+/// memory), else tokenizers' own. (Loads go through TextTokenizer::load.)
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse(
     map: &dyn Fn() -> Result<memmap2::Mmap>,
 ) -> std::result::Result<Inner, ParseError> {
-    let first = map().map_err(ParseError::Io)?;
+    parse_with(map, true)
+}
+
+/// [`parse`], trying the compact model first only if `try_compact`.
+fn parse_with(
+    map: &dyn Fn() -> Result<memmap2::Mmap>,
+    try_compact: bool,
+) -> std::result::Result<Inner, ParseError> {
+    let bytes = map().map_err(ParseError::Io)?;
     // tokenizers' deserializers panic on some malformed files (`"decoder":;null` hit an
     // expect("Helper") in tokenizers 0.23.2, found by fuzz/tokenizer_json): an invalid file.
-    if let Ok(Ok(compact)) = no_panic(|| unigram::load(first)) {
-        return Ok(Inner::Compact(Box::new(compact)));
+    if try_compact {
+        if let Ok(Ok(compact)) = no_panic(|| unigram::load(&bytes)) {
+            return Ok(Inner::Compact(Box::new(compact)));
+        }
     }
-    let bytes = map().map_err(ParseError::Io)?;
     match no_panic(|| Tokenizer::from_bytes(&bytes[..])) {
         Ok(Ok(t)) => Ok(Inner::Tokenizers(Box::new(t))),
         Ok(Err(e)) => Err(ParseError::Invalid(e.to_string())),
@@ -418,9 +470,7 @@ mod tests {
     #[test]
     fn compact_unigram_gives_tokenizers_ids() {
         let path = crate::test_model_file("multilingual-e5-small-fixture", "tokenizer.json");
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: a test fixture nobody rewrites.
-        let mut compact = unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).unwrap();
+        let mut compact = unigram::load(&std::fs::read(&path).unwrap()).unwrap();
         let mut reference = Tokenizer::from_file(&path).unwrap();
         compact.with_padding(None);
         reference.with_padding(None);
@@ -438,13 +488,86 @@ mod tests {
         );
     }
 
+    /// The first load of a Unigram tokenizer keeps its index in the store; later loads map that
+    /// file, and a truncated one is replaced, each time with tokenizers' ids.
+    #[test]
+    fn the_index_is_built_once_then_mapped() {
+        let dir = crate::test_model_file("multilingual-e5-small-fixture", "tokenizer.json")
+            .parent()
+            .unwrap()
+            .to_owned();
+        let files = crate::config::ModelFiles::in_dir(&dir).unwrap();
+        let pipeline = PipelineConfig::read(&files).unwrap();
+        let store =
+            std::env::temp_dir().join(format!("embed-core-index-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        let snapshot = crate::snapshot::snapshot(&files.tokenizer, &store, &mut || {}).unwrap();
+        let Ok(inner) = parse_with(&|| snapshot.map(), false) else {
+            panic!("tokenizers reads the fixture")
+        };
+        assert!(matches!(inner, Inner::Tokenizers(_)));
+        let reference = TextTokenizer::from_inner(
+            inner,
+            pipeline.max_seq_length,
+            pipeline.do_lower_case,
+            pipeline.default_prompt.clone(),
+        )
+        .unwrap();
+        let texts = [
+            "갈비탕",
+            "Hello, world",
+            "  김치찌개 레시피  ",
+            "\u{1F600} ok",
+        ];
+        let check = |t: &TextTokenizer| {
+            assert!(matches!(t.inner, Inner::Compact(_)));
+            for text in texts {
+                assert_eq!(
+                    t.encode(text).unwrap(),
+                    reference.encode(text).unwrap(),
+                    "{text:?}"
+                );
+            }
+        };
+        let index = || {
+            snapshot
+                .existing_derived(&store, unigram::INDEX_SUFFIX)
+                .map(|i| i.path)
+        };
+        assert!(index().is_none());
+        let first = TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline, &store, &mut || {})
+            .unwrap();
+        check(&first);
+        let path = index().expect("the first load keeps the index");
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let built = inode(&path);
+        let again = TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline, &store, &mut || {})
+            .unwrap();
+        check(&again);
+        assert_eq!(inode(&path), built, "a later load maps the same file");
+        // Truncated: not read as an index, and replaced by a whole one.
+        let whole_size = std::fs::metadata(&path).unwrap().len();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(whole_size / 2)
+            .unwrap();
+        let repaired =
+            TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline, &store, &mut || {})
+                .unwrap();
+        check(&repaired);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole_size);
+        std::fs::remove_dir_all(&store).unwrap();
+    }
+
     /// WordPiece (all-MiniLM-L6-v2) is no Unigram model: it stays on tokenizers' own model.
     #[test]
     fn other_models_stay_on_tokenizers() {
         let path = crate::test_model_file("all-MiniLM-L6-v2", "tokenizer.json");
-        let file = std::fs::File::open(path).unwrap();
-        // SAFETY: a test fixture nobody rewrites.
-        assert!(unigram::load(unsafe { memmap2::Mmap::map(&file) }.unwrap()).is_err());
+        assert!(unigram::load(&std::fs::read(path).unwrap()).is_err());
     }
 
     fn load(model: &str) -> TextTokenizer {
@@ -457,7 +580,14 @@ mod tests {
         let options = crate::LoadOptions::new(crate::Backend::Fast);
         let snapshot =
             crate::snapshot::snapshot(&files.tokenizer, &options.snapshot_dir, &mut || {}).unwrap();
-        TextTokenizer::load(&files.tokenizer, &snapshot, &pipeline).unwrap()
+        TextTokenizer::load(
+            &files.tokenizer,
+            &snapshot,
+            &pipeline,
+            &options.snapshot_dir,
+            &mut || {},
+        )
+        .unwrap()
     }
 
     /// Long texts tokenized from a prefix give the ids of tokenizing them whole, for both
