@@ -93,6 +93,8 @@ pub struct FastBert {
     eps: f32,
     vocab_size: usize,
     max_positions: usize,
+    /// The feed-forward activation, as config.json's hidden_act names it.
+    activation: HiddenAct,
     /// Where the weights start relative to a 64-byte line; activations are placed the same
     /// way so that the linear kernels' loads of both line up (see kernels/linear.rs).
     line_offset: usize,
@@ -107,13 +109,12 @@ pub struct PackedTokens<'a> {
 impl FastBert {
     /// Takes the mapped snapshot of model.safetensors (`path` is the user's file, for messages)
     /// and checks every tensor against config.json. Returns Ok(None) when
-    /// the weights are not fp32 (the caller falls back to candle, which converts them). With
+    /// the weights are not fp32 (the caller widens them, widen.rs, or falls back to candle,
+    /// which converts them). Every activation candle's BertModel reads from config.json runs
+    /// here (gelu, geluapproximate, relu), so no model is left to candle for that. With
     /// `bf16`, the layers' matrix products run in bf16 on a rounded copy of their weights.
     pub fn load(path: &Path, mmap: Mmap, config: &BertConfig, bf16: bool) -> Result<Option<Self>> {
         let bad = |reason: String| EmbedError::weights(path, reason);
-        if config.hidden_act != HiddenAct::Gelu {
-            return Ok(None);
-        }
         let tensors = SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
         let prefix = if tensors.names().iter().any(|n| n.starts_with("bert.")) {
             "bert."
@@ -210,6 +211,7 @@ impl FastBert {
             eps: config.layer_norm_eps as f32,
             vocab_size: config.vocab_size,
             max_positions: config.max_position_embeddings,
+            activation: config.hidden_act,
         };
         if bf16 {
             let rounded: Vec<Vec<kernels::Bf16Matrix>> = fast
@@ -331,7 +333,11 @@ impl FastBert {
             self.layer_norm(&layer.attention_norm, &mut x);
             poll();
             self.linear(&layer.intermediate, &x, n, &mut ffn);
-            kernels::gelu_erf(&mut ffn);
+            match self.activation {
+                HiddenAct::Gelu => kernels::gelu_erf(&mut ffn),
+                HiddenAct::GeluApproximate => kernels::gelu_tanh(&mut ffn),
+                HiddenAct::Relu => kernels::relu(&mut ffn),
+            }
             poll();
             self.linear(&layer.output, &ffn, n, &mut tmp);
             kernels::add_assign(&mut x, &tmp);

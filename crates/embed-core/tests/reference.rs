@@ -313,6 +313,56 @@ fn fast_and_candle_forward_passes_agree() {
     }
 }
 
+/// Every activation candle's BertModel reads from config.json runs on the fast pass, with
+/// candle's results: all-MiniLM-L6-v2's folder with config.json's hidden_act changed (the other
+/// files linked), each loaded both ways.
+#[test]
+fn every_activation_runs_on_the_fast_pass() {
+    let source = models_dir().join("all-MiniLM-L6-v2");
+    for activation in ["relu", "geluapproximate"] {
+        let dir = std::env::temp_dir().join(format!(
+            "embed-core-activation-{activation}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "config.json" {
+                std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(source.join("config.json")).unwrap()).unwrap();
+        config["hidden_act"] = activation.into();
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let fast = Embedder::load_with(&dir, Backend::Fast).unwrap();
+        let candle = Embedder::load_with(&dir, Backend::Candle).unwrap();
+        assert_eq!(fast.info().backend, "fast", "{activation}");
+        let texts = [
+            "갈비탕",
+            "beef short rib soup",
+            "",
+            "a longer sentence about kimchi stew",
+        ];
+        let (a, b) = (
+            fast.embed_batch(&texts, false).unwrap(),
+            candle.embed_batch(&texts, false).unwrap(),
+        );
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| max_abs_diff(x, y))
+            .fold(0.0, f32::max);
+        println!("{activation}: fast against candle, largest difference {worst:e}");
+        assert!(worst <= BATCH_VS_SINGLE_MAX_DIFF, "{activation}: {worst}");
+        // Another function than the model's own gelu: the change reached the pass.
+        let gelu = load("all-MiniLM-L6-v2").embed_batch(&texts, false).unwrap();
+        assert!(max_abs_diff(&a[0], &gelu[0]) > 1e-3, "{activation}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 /// The opt-in bf16 mode is not exact; this pins how close it stays (and prints it).
 #[test]
 fn bf16_mode_stays_close_to_sentence_transformers() {

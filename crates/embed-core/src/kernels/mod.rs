@@ -166,6 +166,31 @@ fn gelu_erf_portable(x: &mut [f32]) {
     }
 }
 
+wider_where_available! {
+    /// GELU, tanh approximation (candle's `gelu`, config.json's "geluapproximate"):
+    /// x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh from exp_neg below (~2e-7).
+    pub fn gelu_tanh = gelu_tanh_portable(x: &mut [f32]);
+}
+
+#[inline(always)]
+fn gelu_tanh_portable(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for v in x.iter_mut() {
+        let y = SQRT_2_OVER_PI * (*v + 0.044_715 * *v * *v * *v);
+        // tanh(y) = (1 - e^-2|y|) / (1 + e^-2|y|), with y's sign: no overflow, no branch.
+        let e = exp_neg(2.0 * y.abs());
+        let tanh = ((1.0 - e) / (1.0 + e)).copysign(y);
+        *v = 0.5 * *v * (1.0 + tanh);
+    }
+}
+
+/// ReLU (config.json's "relu").
+pub fn relu(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = v.max(0.0);
+    }
+}
+
 /// erf(x), Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), branch-free.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
@@ -416,6 +441,30 @@ mod tests {
         for (a, e) in x.iter().zip(&expected) {
             assert!((a - e).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn gelu_tanh_and_relu_match_their_definitions() {
+        let points: Vec<f32> = (-8000..=8000).map(|i| i as f32 / 1000.0).collect();
+        let mut x = points.clone();
+        gelu_tanh(&mut x);
+        let worst = points
+            .iter()
+            .zip(&x)
+            .map(|(&v, &got)| {
+                let v = f64::from(v);
+                let want = 0.5
+                    * v
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v))
+                            .tanh());
+                (f64::from(got) - want).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-6, "gelu_tanh: worst {worst}");
+        let mut y = vec![-2.0, -0.0, 0.0, 3.5];
+        relu(&mut y);
+        assert_eq!(y, [0.0, 0.0, 0.0, 3.5]);
     }
 
     #[test]
