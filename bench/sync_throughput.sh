@@ -3,7 +3,10 @@
 # Korean recipe names, one compute thread, in one run on a throwaway cluster:
 #   row by row      SELECT uhok_embed(name) FROM names
 #   batch           SELECT uhok_embed_batch(array_agg(name)) FROM names
-#   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... (uhok_embed_attach's triggers)
+#   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... (uhok_embed_attach's triggers),
+#                   in row mode (the default: each row embedded by its own trigger) and in
+#                   batch mode (mode => 'batch': the statement's rows embedded together), with
+#                   the forward passes each took
 #   backfill        CALL uhok_embed_backfill(...) over the same rows with no vectors
 #   initial load    the trigger INSERT into the table without its HNSW index, then CREATE INDEX
 # and, as the reference, sentence-transformers (torch CPU, one thread) at its best batch size on
@@ -69,11 +72,24 @@ timed() {  # timed SQL -> seconds
     "${psql[@]}" -c "$1" >/dev/null
     awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $t0 }"
 }
+timed_passes() {  # timed_passes SQL -> "seconds passes" (the forward passes its session ran)
+    quiesce
+    local t0=$EPOCHREALTIME out
+    out=$("${psql[@]}" -c "$1" -c "SELECT uhok_embed_info(load => false)->>'forward_passes'")
+    awk -v p="$(echo "$out" | tail -n 1)" "BEGIN { printf \"%.2f %s\", $EPOCHREALTIME - $t0, p }"
+}
 row=$(timed "SELECT sum(vector_dims(uhok_embed(name))) FROM names")
 batch=$(timed "SELECT sum(vector_dims(v)) FROM unnest((SELECT uhok_embed_batch(array_agg(name ORDER BY id)) FROM names)) AS v")
-trigger=$(timed "INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") SELECT id, name FROM names")
+insert_names="INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") SELECT id, name FROM names"
+read -r trigger trigger_passes <<< "$(timed_passes "$insert_names")"
 # The trigger's vectors, for the old pipeline's write step below.
 "${psql[@]}" -c "CREATE TABLE computed AS SELECT * FROM \"RECIPE_VECTOR_TABLE\"" >/dev/null
+# The same statement in batch mode, then back to the default for the steps below.
+attach="SELECT uhok_embed_attach('\"RECIPE_VECTOR_TABLE\"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION'"
+"${psql[@]}" -c "TRUNCATE \"RECIPE_VECTOR_TABLE\"" \
+    -c "SELECT uhok_embed_detach('\"RECIPE_VECTOR_TABLE\"', 'VECTOR_NAME')" -c "$attach, mode => 'batch')" >/dev/null
+read -r trigger_batch trigger_batch_passes <<< "$(timed_passes "$insert_names")"
+"${psql[@]}" -c "SELECT uhok_embed_detach('\"RECIPE_VECTOR_TABLE\"', 'VECTOR_NAME')" -c "$attach)" >/dev/null
 "${psql[@]}" -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" DISABLE TRIGGER USER" \
     -c "UPDATE \"RECIPE_VECTOR_TABLE\" SET \"VECTOR_NAME\" = NULL, \"EMBEDDING_VERSION\" = NULL" \
     -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" ENABLE TRIGGER USER" -c "VACUUM \"RECIPE_VECTOR_TABLE\"" >/dev/null
@@ -106,7 +122,9 @@ echo
 printf '| %-48s | %8s | %10s | %9s | %24s |\n' "method" "seconds" "rows/s" "vs row" "vs sentence-transformers"
 printf '|%s|%s|%s|%s|%s|\n' "--------------------------------------------------" "----------" "------------" "-----------" "--------------------------"
 for m in "row by row: uhok_embed(name)|$row" "uhok_embed_batch(array_agg(name))|$batch" \
-         "INSERT ... SELECT with the sync trigger|$trigger" "CALL uhok_embed_backfill(...)|$backfill" \
+         "INSERT ... SELECT, sync trigger, mode row ($trigger_passes passes)|$trigger" \
+         "INSERT ... SELECT, sync trigger, mode batch ($trigger_batch_passes passes)|$trigger_batch" \
+         "CALL uhok_embed_backfill(...)|$backfill" \
          "the same INSERT without the index, then CREATE INDEX|$load_then_index"; do
     name=${m%|*}; secs=${m#*|}
     awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" -v st="$st_per_s" \
@@ -120,9 +138,10 @@ echo "the vectors, then they are written into the same indexed table (the write 
 echo
 printf '| %-48s | %8s | %10s | %24s |\n' "method" "seconds" "rows/s" "uhok_embed's is faster by"
 printf '|%s|%s|%s|%s|\n' "--------------------------------------------------" "----------" "------------" "--------------------------"
-awk -v r="$rows" -v st="$st_per_s" -v wr="$write_only" -v t="$trigger" -v bf="$backfill" 'BEGIN {
+awk -v r="$rows" -v st="$st_per_s" -v wr="$write_only" -v t="$trigger" -v tb="$trigger_batch" -v bf="$backfill" 'BEGIN {
     old = r / st + wr
     printf "| %-48s | %8.1f | %10.1f | %24s |\n", "writing the computed vectors (HNSW insert)", wr, r / wr, ""
     printf "| %-48s | %8.1f | %10.1f | %24s |\n", "sentence-transformers + that write", old, r / old, ""
-    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT with the sync trigger", t, r / t, old / t
+    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode row", t, r / t, old / t
+    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode batch", tb, r / tb, old / tb
     printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "CALL uhok_embed_backfill(...)", bf, r / bf, old / bf }'

@@ -21,7 +21,7 @@ psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d post
 "${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql >/dev/null
 "${psql[@]}" -At -c "SELECT 'model: ' || (i->>'model') || ' (' || (i->>'dim') || ' dims, version ' || (i->>'version') || ', loaded in ' || (i->>'load_ms') || ' ms)' FROM uhok_embed_info() i"
 
-# COPY the names in: the triggers uhok_embed_attach() set up embed them in batches.
+# COPY the names in: the trigger uhok_embed_attach() set up embeds each row as it is written.
 started=$EPOCHREALTIME
 "${psql[@]}" <<'SQL'
 CREATE TEMP TABLE names (name text);

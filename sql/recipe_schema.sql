@@ -19,7 +19,8 @@ CREATE INDEX "RECIPE_VECTOR_TABLE_VECTOR_NAME_hnsw"
     ON "RECIPE_VECTOR_TABLE" USING hnsw ("VECTOR_NAME" vector_l2_ops);
 
 -- Every INSERT, and every UPDATE that changes "COOKING_NAME", sets "VECTOR_NAME" and
--- "EMBEDDING_VERSION"; multi-row statements and COPY are embedded in batches.
+-- "EMBEDDING_VERSION", in the row as it is written (row mode, the default; for bulk loads
+-- into this plain table, mode => 'batch' embeds a statement's rows together).
 SELECT uhok_embed_attach('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION');
 
 -- After switching models (uhok_embed.model_path), re-embed the rows the old model made:

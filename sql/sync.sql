@@ -3,19 +3,29 @@
 --
 -- How a table is kept in sync (uhok_embed_attach creates these):
 --
+-- Mode 'row', the default (issue 24):
+--   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text>, <vector> [, <version>] FOR EACH ROW
+--                               -> uhok_embed_internal.uhok_embed_row_embed()  (Rust, src/sync_trigger.rs)
+-- embeds each row before it is stored, so the row is written once, complete, by the writing
+-- role: right for partitions, INSERT-only roles, row-level security, RETURNING, other AFTER ROW
+-- triggers and logical replication. One forward pass per row whose text is new (the query
+-- cache serves repeated texts). Its columns are the trigger's column list, not names: renames
+-- keep working, and PostgreSQL maps the list to each partition's own columns.
+--
+-- Mode 'batch', opt-in for bulk loads into plain tables with a primary key and a nullable
+-- vector column (tables attached in batch mode before 0.4.0 keep it):
 --   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text> FOR EACH ROW
---                               -> uhok_embed_internal.uhok_embed_row_trigger(<text>, <vector>, <version>, <mode>)
+--                               -> uhok_embed_internal.uhok_embed_row_trigger(<text>, <vector>, <version>, 'batch')
 --   uhok_embed_<vector>_insert  AFTER INSERT FOR EACH STATEMENT, transition table new rows
 --   uhok_embed_<vector>_update  AFTER UPDATE FOR EACH STATEMENT, transition table new rows
 --                               -> uhok_embed_internal.uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
---
--- Mode 'batch' (the table has a primary key and the vector column allows NULL): the row
--- trigger only marks a row as pending (vector NULL) when its text is new or changed, and the
--- statement trigger embeds all pending rows of the statement in batches of
--- uhok_embed.batch_size, so an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
--- forward passes, not 10,000.
--- Mode 'row' (no primary key, or a NOT NULL vector column): the row trigger embeds each row
--- itself, one forward pass per row.
+-- the row trigger only marks a row as pending (vector NULL) when its text is new or changed,
+-- and the statement trigger embeds all pending rows of the statement in batches of
+-- uhok_embed.batch_size (an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
+-- forward passes, not 10,000) and UPDATEs each row whose key, pending vector and text are still
+-- the ones it embedded. Refused on partitioned tables and tables with row-level security,
+-- where that UPDATE would miss rows. (Row mode with the PL/pgSQL row trigger is what 0.1.0-0.3.0
+-- attached to tables without a primary key; such tables keep it.)
 --
 -- In both modes an UPDATE that leaves the text as it was does not run the model, a NULL text
 -- gives a NULL vector, and the version column is set from the same model that made the vector.
@@ -144,7 +154,7 @@ BEGIN
                        WITH ORDINALITY AS u(v, ord))
             UPDATE %4$s AS t SET %3$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)
-            WHERE %6$s
+            WHERE %6$s AND t.%3$I IS NULL AND t.%2$I::text IS NOT DISTINCT FROM n.uhok_text
             $q$,
             key_list, text_column, vector_column, TG_RELID::regclass,
             CASE WHEN version_column IS NULL THEN ''
@@ -159,8 +169,26 @@ $$;
 COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() IS
 'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: text column, vector column, version column (or ''''), then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
 
+-- The triggers uhok_embed_attach() made on tbl for vector_column: the row-mode trigger by its
+-- function and the vector column's place in its column list (so a renamed column is still
+-- found), batch mode's three by their names. A partition's clones are its parent's to drop.
+CREATE FUNCTION uhok_embed_internal.uhok_embed_triggers(tbl regclass, vector_column name)
+RETURNS TABLE (tgname name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tgname FROM pg_catalog.pg_trigger t
+    WHERE t.tgrelid = tbl AND t.tgparentid OPERATOR(pg_catalog.=) 0
+      AND (t.tgname IN ('uhok_embed_' || vector_column || '_row', 'uhok_embed_' || vector_column || '_insert',
+                        'uhok_embed_' || vector_column || '_update')
+           OR (t.tgfoid = 'uhok_embed_internal.uhok_embed_row_embed()'::pg_catalog.regprocedure
+               AND t.tgattr[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
+                                  WHERE a.attrelid = tbl AND a.attname = vector_column AND NOT a.attisdropped)))
+    ORDER BY t.tgname
+$$;
+
 CREATE FUNCTION uhok_embed_attach(tbl regclass, text_column name, vector_column name,
-                                  version_column name DEFAULT NULL)
+                                  version_column name DEFAULT NULL, mode text DEFAULT 'row')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -168,15 +196,21 @@ AS $$
 DECLARE
     key_columns    text[];
     vector_notnull boolean;
-    mode           text;
     prefix         text := 'uhok_embed_' || vector_column;
     missing        bigint;
+    rel            record;
 BEGIN
-    IF tbl IS NULL OR text_column IS NULL OR vector_column IS NULL THEN
+    IF tbl IS NULL OR text_column IS NULL OR vector_column IS NULL OR mode IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
-            CASE WHEN tbl IS NULL THEN 'tbl' WHEN text_column IS NULL THEN 'text_column' ELSE 'vector_column' END
+            CASE WHEN tbl IS NULL THEN 'tbl' WHEN text_column IS NULL THEN 'text_column'
+                 WHEN vector_column IS NULL THEN 'vector_column' ELSE 'mode' END
             USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'uhok_embed_attach(tbl, text_column, vector_column [, version_column]) needs a table and two column names; only version_column may be NULL (no version column).';
+                  HINT = 'uhok_embed_attach(tbl, text_column, vector_column [, version_column [, mode]]) needs a table and two column names; only version_column may be NULL (no version column), and mode left out is ''row''.';
+    END IF;
+    IF mode NOT IN ('row', 'batch') THEN
+        RAISE EXCEPTION 'mode must be ''row'' or ''batch'', not %', quote_literal(mode)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '''row'' (the default) embeds each row as it is written; ''batch'' embeds a statement''s rows together after it, for bulk loads into plain tables.';
     END IF;
     -- CREATE TRIGGER only asks for the TRIGGER privilege; attaching (and detaching) is the
     -- owner's decision, as for DROP TRIGGER.
@@ -189,30 +223,60 @@ BEGIN
     PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, vector_column, ARRAY['vector']);
     IF version_column IS NOT NULL THEN
         PERFORM uhok_embed_internal.uhok_embed_check_column(tbl, version_column, ARRAY['text', 'character varying']);
+        IF version_column = text_column THEN
+            RAISE EXCEPTION 'the version column must not be the text column'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give the version its own text column, or leave version_column out.';
+        END IF;
     END IF;
+    -- Counted in bytes: a name over 63 bytes would be cut, and two columns' triggers could meet.
     IF octet_length(prefix) > 56 THEN
         RAISE EXCEPTION 'vector column name "%" is too long for uhok_embed''s trigger names', vector_column
             USING ERRCODE = 'name_too_long', HINT = 'Use a vector column name of at most 45 bytes.';
     END IF;
-    IF EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = tbl AND tgname = prefix || '_row') THEN
+    IF EXISTS (SELECT FROM uhok_embed_internal.uhok_embed_triggers(tbl, vector_column)) THEN
         RAISE EXCEPTION 'uhok_embed is already attached to column "%" of %', vector_column, tbl
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Call uhok_embed_detach(%L, %L) first.', tbl, vector_column);
     END IF;
 
-    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO key_columns
-    FROM pg_catalog.pg_index i
-    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-    WHERE i.indrelid = tbl AND i.indisprimary;
-    SELECT attnotnull INTO vector_notnull FROM pg_catalog.pg_attribute WHERE attrelid = tbl AND attname = vector_column;
-    mode := CASE WHEN key_columns IS NULL OR vector_notnull THEN 'row' ELSE 'batch' END;
-
-    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
-                    EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_trigger(%L, %L, %L, %L)',
-                   prefix || '_row', text_column, tbl, text_column, vector_column,
-                   coalesce(version_column, ''), mode);
-    IF mode = 'batch' THEN
+    IF mode = 'row' THEN
+        -- The row's own trigger embeds it before it is stored (src/sync_trigger.rs); it takes its
+        -- columns from the trigger's column list, which renames and partitions keep right.
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I, %I%s ON %s FOR EACH ROW
+                        EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_embed()',
+                       prefix || '_row', text_column, vector_column,
+                       CASE WHEN version_column IS NULL THEN '' ELSE format(', %I', version_column) END, tbl);
+    ELSE
+        -- Batch mode: the row trigger marks the row pending (vector NULL) and the statement's
+        -- AFTER trigger embeds the pending rows together and UPDATEs them. Refused where that
+        -- UPDATE cannot be relied on.
+        SELECT c.relkind, c.relispartition, c.relrowsecurity INTO rel FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+        IF rel.relkind = 'p' OR rel.relispartition THEN
+            RAISE EXCEPTION 'mode ''batch'' cannot keep % in sync: it is partitioned or a partition', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Rows written to a partition do not fire the partitioned table''s statement triggers. Use mode ''row'' (the default).';
+        END IF;
+        IF rel.relrowsecurity THEN
+            RAISE EXCEPTION 'mode ''batch'' cannot keep % in sync: it has row-level security', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'A policy can hide a row from the statement trigger''s UPDATE and leave it without a vector. Use mode ''row'' (the default).';
+        END IF;
+        SELECT array_agg(a.attname::text ORDER BY k.ord) INTO key_columns
+        FROM pg_catalog.pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = tbl AND i.indisprimary;
+        SELECT attnotnull INTO vector_notnull FROM pg_catalog.pg_attribute WHERE attrelid = tbl AND attname = vector_column;
+        IF key_columns IS NULL OR vector_notnull THEN
+            RAISE EXCEPTION 'mode ''batch'' needs a primary key on % and a vector column that allows NULL', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'The statement trigger finds its rows by primary key, and marks them pending with a NULL vector. Use mode ''row'' (the default).';
+        END IF;
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
+                        EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_trigger(%L, %L, %L, %L)',
+                       prefix || '_row', text_column, tbl, text_column, vector_column,
+                       coalesce(version_column, ''), 'batch');
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
                         FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
                        prefix || '_insert', tbl,
@@ -235,15 +299,14 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION uhok_embed_attach(regclass, name, name, name) IS
-'Keeps vector_column equal to uhok_embed(text_column) on every INSERT and every UPDATE that changes the text, and version_column (if given) equal to uhok_embed_version(). Only the table''s owner may call it; tbl, text_column and vector_column must not be NULL, version_column NULL means none.';
+COMMENT ON FUNCTION uhok_embed_attach(regclass, name, name, name, text) IS
+'Keeps vector_column equal to uhok_embed(text_column) on every INSERT and every UPDATE that changes the text, and version_column (if given) equal to uhok_embed_version(). mode ''row'' (the default) embeds each row before it is stored; ''batch'' embeds a statement''s rows together after it (plain tables with a primary key only). Only the table''s owner may call it; tbl, text_column, vector_column and mode must not be NULL, version_column NULL means none.';
 
 CREATE FUNCTION uhok_embed_detach(tbl regclass, vector_column name) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    prefix text := 'uhok_embed_' || vector_column;
     trigger_name name;
     dropped integer := 0;
 BEGIN
@@ -257,9 +320,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Only the table''s owner (or a member of the owning role) can detach uhok_embed from it.';
     END IF;
-    FOR trigger_name IN
-        SELECT tgname FROM pg_catalog.pg_trigger
-        WHERE tgrelid = tbl AND tgname IN (prefix || '_row', prefix || '_insert', prefix || '_update')
+    FOR trigger_name IN SELECT t.tgname FROM uhok_embed_internal.uhok_embed_triggers(tbl, vector_column) AS t
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
         dropped := dropped + 1;
@@ -267,7 +328,9 @@ BEGIN
     IF dropped = 0 THEN
         RAISE EXCEPTION 'uhok_embed is not attached to column "%" of %', vector_column, tbl
             USING ERRCODE = 'undefined_object',
-                  HINT = 'uhok_embed_attach() names its triggers uhok_embed_<vector column>_row, _insert and _update.';
+                  HINT = CASE WHEN (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl)
+                              THEN 'A partition''s triggers come from its partitioned table: detach from that table.'
+                              ELSE 'uhok_embed_attach() creates them; a column renamed since is found by its new name.' END;
     END IF;
 END
 $$;

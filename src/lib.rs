@@ -14,6 +14,7 @@ mod model_cache;
 mod query_cache;
 mod snapshots;
 mod sync;
+mod sync_trigger;
 mod vector;
 
 pgrx::pg_module_magic!();

@@ -1,6 +1,6 @@
 //! The SQL half of the extension: sync triggers, backfill and search are PL/pgSQL in sql/, over
 //! the Rust functions uhok_embed(), uhok_embed_batch() and uhok_embed_version() as
-//! uhok_embed_internal has them (internal.rs).
+//! uhok_embed_internal has them (internal.rs), and the Rust row trigger (sync_trigger.rs).
 
 pgrx::extension_sql_file!(
     "../sql/sync.sql",
@@ -8,7 +8,8 @@ pgrx::extension_sql_file!(
     requires = [
         internal::internal_uhok_embed,
         internal::internal_uhok_embed_batch,
-        internal::internal_uhok_embed_version
+        internal::internal_uhok_embed_version,
+        sync_trigger::uhok_embed_row_embed
     ]
 );
 

@@ -102,12 +102,20 @@ SELECT 'notes ' || count(*) || ' rows, ' || count(v) || ' vectors, '
 FROM notes;
 SELECT 'search ' || string_agg(recipe_id::text, ',' ORDER BY distance)
 FROM uhok_search('갈비탕', 'recipes', 'id', 'v', 2, '{2,NULL}');
+-- A table attached after the update gets the new default.
+CREATE TABLE later (id bigint PRIMARY KEY, name text, v vector, version text);
+SELECT uhok_embed_attach('later', 'name', 'v', 'version') \g /dev/null
+INSERT INTO later VALUES (1, '비빔밥');
+SELECT 'later ' || count(*) FILTER (WHERE v <-> uhok_embed(name) < 1e-4 AND version = uhok_embed_version())
+       || ' current, ' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'later'::regclass) || ' trigger'
+FROM later;
 SQL
 )
 echo "$check" | sed 's/^/upgrade: /'
 expected='recipes 5 rows, 4 vectors, 4 current
 notes 3 rows, 2 vectors, 2 current
-search 1,4'
+search 1,4
+later 1 current, 1 trigger'
 [ "$check" = "$expected" ] || fail "attached tables after the update: expected
 $expected"
 # A schema uhok_embed_internal that someone else made beforehand is never adopted: CREATE

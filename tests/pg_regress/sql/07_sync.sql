@@ -7,7 +7,8 @@ CREATE TABLE recipes (
     embedding vector(384),
     model_version text
 );
-SELECT uhok_embed_attach('recipes', 'name', 'embedding', 'model_version');
+-- Batch mode here (bulk statements are counted below); row mode, the default, is 16_row_mode.
+SELECT uhok_embed_attach('recipes', 'name', 'embedding', 'model_version', mode => 'batch');
 SELECT tgname, pg_get_triggerdef(oid) LIKE '%FOR EACH STATEMENT%' AS per_statement
 FROM pg_trigger WHERE tgrelid = 'recipes'::regclass ORDER BY tgname;
 

@@ -85,7 +85,10 @@ SELECT * FROM stale_rows();
 CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', NULL, 0);
 CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'NO_SUCH_COLUMN');
 -- It commits as it goes, so it cannot run inside a transaction block.
+-- (A stale version written with the triggers off: with them on, the row would be embedded again.)
+ALTER TABLE "RECIPE_VECTOR_TABLE" DISABLE TRIGGER USER;
 UPDATE "RECIPE_VECTOR_TABLE" SET "EMBEDDING_VERSION" = 'old' WHERE "RECIPE_ID" = 1;
+ALTER TABLE "RECIPE_VECTOR_TABLE" ENABLE TRIGGER USER;
 BEGIN;
 CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION');
 ROLLBACK;
