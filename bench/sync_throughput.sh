@@ -15,7 +15,8 @@
 # vectors written into the same indexed table (that write timed in this run).
 #
 # usage: bench/sync_throughput.sh [MODEL_FOLDER_NAME]   (default: the default model)
-# BENCH_ROWS=N changes the row count (default 10000).
+# BENCH_ROWS=N changes the row count (default 10000). BENCH_REFERENCE=0 skips sentence-transformers
+# (no torch to install): uhok_embed's own figures only, the "vs row" column their reference.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -27,10 +28,13 @@ model=${1:-}
 "$root/scripts/install-deps.sh" >/dev/null
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
+reference=${BENCH_REFERENCE:-1}
 venv=$UHOK_CACHE/bench-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null ||
-    "$venv/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
+if [ "$reference" = 1 ]; then
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null ||
+        "$venv/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
+fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 port=${UHOK_BENCH_PORT:-54331}
@@ -109,9 +113,12 @@ load_then_index=$(timed "INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"C
 names_file=$cluster/names.txt
 "${psql[@]}" -c "\\copy (SELECT name FROM names ORDER BY id) TO '$names_file'"
 model_dir=$("${psql[@]}" -c "SELECT uhok_embed_info()->>'model_dir'")
-st=$("$venv/bin/python" "$here/reference.py" st-batch "$model_dir" "$names_file")
-st_per_s=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['per_s'])" "$st")
-st_size=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['batch_size'])" "$st")
+st_per_s=0
+if [ "$reference" = 1 ]; then
+    st=$("$venv/bin/python" "$here/reference.py" st-batch "$model_dir" "$names_file")
+    st_per_s=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['per_s'])" "$st")
+    st_size=$("$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])['batch_size'])" "$st")
+fi
 
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers, ' || (i->>'dim') || ' dims), batch_size ' || (i->>'batch_size') || ', threads ' || (i->>'threads') FROM uhok_embed_info() i")
 echo "uhok_embed sync throughput: $rows Korean recipe names"
@@ -128,8 +135,14 @@ for m in "row by row: uhok_embed(name)|$row" "uhok_embed_batch(array_agg(name))|
          "the same INSERT without the index, then CREATE INDEX|$load_then_index"; do
     name=${m%|*}; secs=${m#*|}
     awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" -v st="$st_per_s" \
-        'BEGIN { printf "| %-48s | %8.1f | %10.1f | %8.1fx | %23.1fx |\n", n, s, r / s, base / s, r / s / st }'
+        'BEGIN { vs = st > 0 ? sprintf("%23.1fx", r / s / st) : sprintf("%24s", "(skipped)")
+                 printf "| %-48s | %8.1f | %10.1f | %8.1fx | %s |\n", n, s, r / s, base / s, vs }'
 done
+if [ "$reference" != 1 ]; then
+    echo
+    echo "(sentence-transformers skipped: BENCH_REFERENCE=0)"
+    exit 0
+fi
 awk -v r="$rows" -v st="$st_per_s" -v b="$st_size" \
     'BEGIN { printf "| %-48s | %8.1f | %10.1f | %9s | %24s |\n", "reference: sentence-transformers, batch " b, r / st, st, "", "1.0x" }'
 echo

@@ -7,7 +7,8 @@
 #      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
 #      symlink under running sessions (tests/model_switch.sh), huge inputs, bounded
 #      settings and cancels (tests/limits.sh), the worst inputs under shrinking address-space
-#      limits (tests/address_space.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
+#      limits (tests/address_space.sh), logical replication of attached tables
+#      (tests/logical_replication.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
 #      that no released SQL script was edited (tests/released_scripts.sh)
 #   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
@@ -75,6 +76,8 @@ bash tests/model_switch.sh $((port + 5))
 result "tests/model_switch.sh" $?
 bash tests/address_space.sh $((port + 6))
 result "tests/address_space.sh" $?
+bash tests/logical_replication.sh $((port + 7))
+result "tests/logical_replication.sh" $?
 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.1.0)" $?
 UHOK_UPGRADE_FROM=0.2.0 bash tests/upgrade.sh $((port + 2))

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Logical replication of attached tables (issue 24): a subscriber receives each row as the
+# publisher wrote it. In row mode (the default) that is the row with its vector, one INSERT per
+# row and no UPDATE; in batch mode each new row arrives without its vector and is then updated
+# (the cost row mode removes), and the subscriber ends with the same vectors either way.
+#
+# On a cluster of its own (wal_level = logical): database "pub" has uhok_embed and publishes two
+# tables; database "sub" has pgvector only (no model, no triggers) and subscribes to them.
+#
+# usage: logical_replication.sh PORT   (uhok_embed and the test models installed)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../scripts/common.sh"
+port=${1:?port}
+throwaway_cluster replication "$port"
+"$here/../scripts/cluster.sh" stop "$cluster"
+echo "wal_level = logical" >> "$cluster/data/postgresql.conf"
+"$here/../scripts/cluster.sh" start "$cluster" "$port"
+sql() {  # sql DB [psql args]
+    local db=$1; shift
+    psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d "$db" "$@"
+}
+fail=0
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then echo "  ok: $1"; else echo "  FAILED: $1: expected '$2', got '$3'"; fail=1; fi
+}
+
+sql postgres -c "CREATE DATABASE pub" -c "CREATE DATABASE sub"
+tables="CREATE TABLE row_mode (id bigint PRIMARY KEY, name text, v vector(384), version text);
+        CREATE TABLE batch_mode (id bigint PRIMARY KEY, name text, v vector(384), version text);"
+sql pub >/dev/null <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION uhok_embed CASCADE;
+SET uhok_embed.model_path = '\$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
+$tables
+SELECT uhok_embed_attach('row_mode', 'name', 'v', 'version');
+SELECT uhok_embed_attach('batch_mode', 'name', 'v', 'version', mode => 'batch');
+CREATE PUBLICATION recipes FOR TABLE row_mode, batch_mode;
+-- A subscription in the same cluster needs its slot made beforehand (CREATE SUBSCRIPTION
+-- would wait for its own transaction to create it).
+SELECT pg_create_logical_replication_slot('recipes', 'pgoutput');
+SQL
+sql sub -c "CREATE EXTENSION vector" -c "$tables" >/dev/null
+sql sub -c "CREATE SUBSCRIPTION recipes CONNECTION 'host=$cluster port=$port user=postgres dbname=pub'
+            PUBLICATION recipes WITH (create_slot = false, slot_name = 'recipes', copy_data = false)" >/dev/null
+
+for t in row_mode batch_mode; do
+    sql pub >/dev/null <<SQL
+SET uhok_embed.model_path = '\$sharedir/uhok_embed/models/all-MiniLM-L6-v2';
+INSERT INTO $t (id, name) VALUES (1, '갈비탕'), (2, 'chocolate cake'), (3, NULL);
+INSERT INTO $t (id, name) SELECT g, 'recipe ' || g FROM generate_series(4, 10) g;
+UPDATE $t SET name = '김치찌개' WHERE id = 2;
+SQL
+done
+# Wait until the subscriber has applied everything the publisher wrote.
+lsn=$(sql pub -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 300); do
+    [ "$(sql pub -c "SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots WHERE slot_name = 'recipes'")" = t ] && break
+    sleep 0.1
+done
+
+for t in row_mode batch_mode; do
+    # The subscriber's copy against the publisher's vectors (pgvector's <-> on both sides).
+    published=$(sql pub -c "SELECT string_agg(id || ':' || coalesce(v::text, 'NULL') || ':' || coalesce(version, 'NULL'), ';' ORDER BY id) FROM $t")
+    received=$(sql sub -c "SELECT string_agg(id || ':' || coalesce(v::text, 'NULL') || ':' || coalesce(version, 'NULL'), ';' ORDER BY id) FROM $t")
+    check "$t: the subscriber has the publisher's rows, vectors and versions" "$published" "$received"
+    check "$t: every row with text has a vector there" "9 9" \
+        "$(sql sub -c "SELECT count(name) || ' ' || count(v) FROM $t")"
+    # pg_stat_user_tables on the subscriber counts what the apply worker did.
+    sql sub -c "SELECT pg_stat_force_next_flush()" >/dev/null 2>&1 || true
+    stats=$(sql sub -c "SELECT pg_sleep(0.6)" -c "SELECT n_tup_ins || ' inserts, ' || n_tup_upd || ' updates' FROM pg_stat_user_tables WHERE relname = '$t'")
+    echo "  $t: the subscriber applied $(echo "$stats" | tail -n1)"
+done
+check "row mode: each row arrived once, complete (10 inserts, the 1 UPDATE of the text)" \
+    "10 inserts, 1 updates" "$(sql sub -c "SELECT n_tup_ins || ' inserts, ' || n_tup_upd || ' updates' FROM pg_stat_user_tables WHERE relname = 'row_mode'")"
+
+sql sub -c "DROP SUBSCRIPTION recipes" >/dev/null
+if [ "$fail" = 0 ]; then echo "ok: tests/logical_replication.sh"; else echo "FAILED: tests/logical_replication.sh"; exit 1; fi
