@@ -84,6 +84,8 @@ UHOK_UPGRADE_FROM=0.2.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.2.0)" $?
 UHOK_UPGRADE_FROM=0.3.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.3.0)" $?
+UHOK_UPGRADE_FROM=0.4.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.4.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 set -e

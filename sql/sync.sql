@@ -13,19 +13,22 @@
 -- keep working, and PostgreSQL maps the list to each partition's own columns.
 --
 -- Mode 'batch', opt-in for bulk loads into plain tables with a primary key and a nullable
--- vector column (tables attached in batch mode before 0.4.0 keep it):
---   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text> FOR EACH ROW
---                               -> uhok_embed_internal.uhok_embed_row_trigger(<text>, <vector>, <version>, 'batch')
+-- vector column:
+--   uhok_embed_<vector>_row     BEFORE INSERT OR UPDATE OF <text>, <vector> [, <version>] FOR EACH ROW
+--                               -> uhok_embed_internal.uhok_embed_row_embed('batch')
 --   uhok_embed_<vector>_insert  AFTER INSERT FOR EACH STATEMENT, transition table new rows
 --   uhok_embed_<vector>_update  AFTER UPDATE FOR EACH STATEMENT, transition table new rows
---                               -> uhok_embed_internal.uhok_embed_statement_trigger(<text>, <vector>, <version>, <key columns>...)
--- the row trigger only marks a row as pending (vector NULL) when its text is new or changed,
--- and the statement trigger embeds all pending rows of the statement in batches of
--- uhok_embed.batch_size (an INSERT ... SELECT or COPY of 10,000 rows is ~10,000/batch_size
--- forward passes, not 10,000) and UPDATEs each row whose key, pending vector and text are still
--- the ones it embedded. Refused on partitioned tables and tables with row-level security,
--- where that UPDATE would miss rows. (Row mode with the PL/pgSQL row trigger is what 0.1.0-0.3.0
--- attached to tables without a primary key; such tables keep it.)
+--                               -> uhok_embed_internal.uhok_embed_statement_trigger('attnums', <text>, <vector>, <version or 0>)
+-- the row trigger makes the row trigger's decisions but marks a row that needs a vector as
+-- pending (vector NULL), and the statement trigger embeds all pending rows of the statement in
+-- batches of uhok_embed.batch_size (an INSERT ... SELECT or COPY of 10,000 rows is
+-- ~10,000/batch_size forward passes, not 10,000) and UPDATEs each row whose key, pending vector
+-- and text are still the ones it embedded; it finds the columns' names and the primary key at
+-- each call, so renames keep working. Refused on partitioned tables, tables with row-level
+-- security and tables a role may INSERT into but not UPDATE, where that UPDATE would miss rows
+-- or fail. Tables attached before 0.5.0 keep their triggers: the PL/pgSQL row trigger
+-- uhok_embed_row_trigger(<text>, <vector>, <version>, 'batch' | 'row') and the statement
+-- trigger with column names as arguments.
 --
 -- In both modes an UPDATE that leaves the text as it was does not run the model, a NULL text
 -- gives a NULL vector, and the version column is set from the same model that made the vector.
@@ -109,16 +112,45 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    text_column    text := TG_ARGV[0];
-    vector_column  text := TG_ARGV[1];
-    version_column text := nullif(TG_ARGV[2], '');
-    key_columns    text[] := TG_ARGV[3:];
+    -- Arguments: 'attnums', then the text, vector and version (0: none) columns' attribute
+    -- numbers, resolved to names at each call, with the primary key (attach since 0.5.0:
+    -- renames keep working); or, attached before, the text, vector and version ('' none)
+    -- columns' names, then the primary key columns.
+    by_number      boolean := TG_ARGV[0] = 'attnums';
+    text_column    text;
+    vector_column  text;
+    version_column text;
+    key_columns    text[];
     -- Rows per UPDATE: bounds the vector[] of one statement (4096 x 384 floats = 6 MB).
     rows_per_update constant integer := 4096;
     pending        bigint;
     key_list       text;
     key_match      text;
 BEGIN
+    IF by_number THEN
+        SELECT max(a.attname::text) FILTER (WHERE a.attnum = TG_ARGV[1]::smallint),
+               max(a.attname::text) FILTER (WHERE a.attnum = TG_ARGV[2]::smallint),
+               max(a.attname::text) FILTER (WHERE a.attnum = TG_ARGV[3]::smallint)
+          INTO text_column, vector_column, version_column
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+        SELECT array_agg(a.attname::text ORDER BY k.ord) INTO key_columns
+        FROM pg_catalog.pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = TG_RELID AND i.indisprimary;
+        IF text_column IS NULL OR vector_column IS NULL OR (TG_ARGV[3] <> '0' AND version_column IS NULL)
+           OR key_columns IS NULL THEN
+            RAISE EXCEPTION 'uhok_embed cannot keep % in sync in batch mode: a column it uses, or its primary key, is gone', TG_RELID::regclass
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'uhok_embed_detach() the vector column, then uhok_embed_attach() again (mode ''row'' needs no primary key).';
+        END IF;
+    ELSE
+        text_column := TG_ARGV[0];
+        vector_column := TG_ARGV[1];
+        version_column := nullif(TG_ARGV[2], '');
+        key_columns := TG_ARGV[3:];
+    END IF;
     EXECUTE format('SELECT count(*) FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL',
                    vector_column, text_column) INTO pending;
     IF pending = 0 THEN
@@ -167,11 +199,12 @@ END
 $$;
 
 COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() IS
-'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: text column, vector column, version column (or ''''), then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
+'AFTER INSERT / AFTER UPDATE statement trigger with transition table uhok_embed_new_rows. Arguments: ''attnums'' and the text, vector and version (0: none) columns'' attribute numbers; or (attached before 0.5.0) the text, vector and version (or '''') columns'' names, then the primary key columns. Embeds the statement''s pending rows in batches. See uhok_embed_attach().';
 
--- The triggers uhok_embed_attach() made on tbl for vector_column: the row-mode trigger by its
--- function and the vector column's place in its column list (so a renamed column is still
--- found), batch mode's three by their names. A partition's clones are its parent's to drop.
+-- The triggers uhok_embed_attach() made on tbl for vector_column: by their names, and by their
+-- function and the vector column's attribute number (the row trigger's column list, the
+-- statement triggers' arguments), so a renamed column is still found. A partition's clones are
+-- its parent's to drop.
 CREATE FUNCTION uhok_embed_internal.uhok_embed_triggers(tbl regclass, vector_column name)
 RETURNS TABLE (tgname name)
 LANGUAGE sql STABLE
@@ -183,7 +216,12 @@ AS $$
                         'uhok_embed_' || vector_column || '_update')
            OR (t.tgfoid = 'uhok_embed_internal.uhok_embed_row_embed()'::pg_catalog.regprocedure
                AND t.tgattr[1] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
-                                  WHERE a.attrelid = tbl AND a.attname = vector_column AND NOT a.attisdropped)))
+                                  WHERE a.attrelid = tbl AND a.attname = vector_column AND NOT a.attisdropped))
+           OR (t.tgfoid = 'uhok_embed_internal.uhok_embed_statement_trigger()'::pg_catalog.regprocedure
+               AND (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[1] = 'attnums'
+               AND (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[3]
+                   = (SELECT a.attnum::text FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = tbl AND a.attname = vector_column AND NOT a.attisdropped)))
     ORDER BY t.tgname
 $$;
 
@@ -199,6 +237,8 @@ DECLARE
     prefix         text := 'uhok_embed_' || vector_column;
     missing        bigint;
     rel            record;
+    insert_only    text;
+    statement_args text;
 BEGIN
     IF tbl IS NULL OR text_column IS NULL OR vector_column IS NULL OR mode IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
@@ -273,20 +313,40 @@ BEGIN
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'The statement trigger finds its rows by primary key, and marks them pending with a NULL vector. Use mode ''row'' (the default).';
         END IF;
-        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW
-                        EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_trigger(%L, %L, %L, %L)',
-                       prefix || '_row', text_column, tbl, text_column, vector_column,
-                       coalesce(version_column, ''), 'batch');
+        -- Roles that may INSERT but not UPDATE would get "permission denied" on every INSERT
+        -- (the statement trigger's UPDATE runs with their rights).
+        SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', ' ORDER BY r.rolname)
+          INTO insert_only
+        FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+        LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE c.oid = tbl AND a.privilege_type = 'INSERT'
+          AND NOT (CASE WHEN a.grantee = 0 THEN EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) AS u
+                                                       WHERE u.grantee = 0 AND u.privilege_type = 'UPDATE')
+                        ELSE pg_catalog.has_table_privilege(a.grantee, tbl, 'UPDATE') END);
+        IF insert_only IS NOT NULL THEN
+            RAISE EXCEPTION 'mode ''batch'' cannot keep % in sync: % may INSERT but not UPDATE it', tbl, insert_only
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Batch mode fills the vectors with an UPDATE run with the inserting role''s rights. Grant UPDATE too, or use mode ''row'' (the default).';
+        END IF;
+        -- The row trigger (Rust, argument 'batch') marks rows pending; the statement triggers
+        -- get attribute numbers, resolved to names at each call, so renames keep working.
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I, %I%s ON %s FOR EACH ROW
+                        EXECUTE FUNCTION uhok_embed_internal.uhok_embed_row_embed(''batch'')',
+                       prefix || '_row', text_column, vector_column,
+                       CASE WHEN version_column IS NULL THEN '' ELSE format(', %I', version_column) END, tbl);
+        SELECT format('''attnums'', %L, %L, %L',
+                      max(a.attnum) FILTER (WHERE a.attname = text_column),
+                      max(a.attnum) FILTER (WHERE a.attname = vector_column),
+                      coalesce(max(a.attnum) FILTER (WHERE a.attname = version_column), 0))
+          INTO statement_args
+        FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
                         FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
-                       prefix || '_insert', tbl,
-                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
-                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+                       prefix || '_insert', tbl, statement_args);
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING NEW TABLE AS uhok_embed_new_rows
                         FOR EACH STATEMENT EXECUTE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger(%s)',
-                       prefix || '_update', tbl,
-                       array_to_string(ARRAY(SELECT quote_literal(x) FROM unnest(
-                           ARRAY[text_column::text, vector_column::text, coalesce(version_column, '')] || key_columns) AS x), ', '));
+                       prefix || '_update', tbl, statement_args);
     END IF;
 
     EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', tbl, text_column, vector_column)

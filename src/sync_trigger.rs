@@ -14,6 +14,9 @@
 //! PostgreSQL maps the list to each partition's own numbers when it clones the trigger, and a
 //! column in the list cannot be dropped without dropping the trigger (CASCADE).
 //!
+//! With the argument 'batch' it is batch mode's row trigger: the same decisions, but a row that
+//! needs a vector gets NULL (pending) for the statement's AFTER trigger to embed with the others.
+//!
 //! What it writes: the vector column stays uhok_embed(text) with the version beside it, except
 //! - a row whose text is NULL gets a NULL vector (and the version, as 0.2.0's triggers did);
 //! - an UPDATE that changes none of the three columns' values keeps the row, and runs no model
@@ -35,7 +38,7 @@ use crate::vector::{vector_type_oid, Vector};
 CREATE FUNCTION uhok_embed_internal.uhok_embed_row_embed() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'uhok_embed_row_embed_wrapper';
 COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_row_embed() IS
-'uhok_embed_attach()''s row-mode trigger (src/sync_trigger.rs): BEFORE INSERT OR UPDATE OF <text>, <vector> [, <version>] FOR EACH ROW, the columns taken from that list.';
+'uhok_embed_attach()''s row trigger (src/sync_trigger.rs): BEFORE INSERT OR UPDATE OF <text>, <vector> [, <version>] FOR EACH ROW, the columns taken from that list; with the argument ''batch'' it marks rows pending for batch mode''s statement trigger.';
 "#)]
 fn uhok_embed_row_embed<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -132,7 +135,10 @@ fn uhok_embed_row_embed<'a>(
         return Ok(Some(unchanged(tupdesc, new_tuple)));
     }
 
-    let vector = text.map(|text| {
+    // Batch mode's row trigger (argument 'batch') leaves the vector pending (NULL): the
+    // statement's AFTER trigger embeds all pending rows together (sql/sync.sql).
+    let pending = trigger.extra_args()?.first().is_some_and(|a| a == "batch");
+    let vector = text.filter(|_| !pending).map(|text| {
         let v = api::uhok_embed(&text, true);
         let typmod = vector_att.atttypmod;
         if typmod > 0 && typmod as usize != v.0.len() {

@@ -171,7 +171,37 @@ SELECT uhok_embed_attach('unversioned', 'name', 'v');
 INSERT INTO unversioned SELECT 'kimchi stew', v FROM restored WHERE id = 1;
 SELECT max_abs_diff(v, uhok_embed(name)) <= 1e-5 AS replaced FROM unversioned;
 
--- 7. A vector column narrower than the model's vectors: a clear error, not a bad row.
+-- 7. Batch mode (opt-in) on the same footing: its triggers find their columns by attribute
+-- number (renames keep working, detach by the new name), a vector supplied with the loaded
+-- model's version is kept, and a table a role may INSERT into but not UPDATE is refused.
+CREATE TABLE bulk (id bigint PRIMARY KEY, name text, v vector(384), version text);
+SELECT uhok_embed_attach('bulk', 'name', 'v', 'version', mode => 'batch');
+SELECT tgname, pg_get_triggerdef(oid) ~ 'uhok_embed_(row_embed\(''batch''\)|statement_trigger\(''attnums'')' AS new_form
+FROM pg_trigger WHERE tgrelid = 'bulk'::regclass ORDER BY tgname;
+SELECT passes() AS before \gset
+INSERT INTO bulk (id, name) SELECT g, 'dish ' || g FROM generate_series(1, 40) g;
+SELECT passes() - :before AS passes_for_40_rows;
+ALTER TABLE bulk RENAME COLUMN name TO title;
+ALTER TABLE bulk RENAME COLUMN v TO embedding;
+ALTER TABLE bulk RENAME COLUMN version TO model_version;
+ALTER TABLE bulk RENAME COLUMN id TO bulk_id;
+INSERT INTO bulk (bulk_id, title) VALUES (41, 'ramen'), (42, NULL);
+UPDATE bulk SET title = 'miso ' || title WHERE bulk_id IN (1, 41);
+-- A copy of a row with its vector and the current version: kept, no pass.
+SELECT passes() AS before \gset
+INSERT INTO bulk (bulk_id, title, embedding, model_version)
+SELECT 43, title, embedding, model_version FROM bulk WHERE bulk_id = 2;
+SELECT passes() - :before AS passes_for_a_copied_row;
+SELECT * FROM check_sync('bulk', 'title', 'embedding', 'model_version');
+SELECT uhok_embed_detach('bulk', 'embedding');
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'bulk'::regclass;
+GRANT SELECT, INSERT ON bulk TO uhok_embed_writer;
+SELECT uhok_embed_attach('bulk', 'title', 'embedding', 'model_version', mode => 'batch');
+GRANT UPDATE ON bulk TO uhok_embed_writer;
+SELECT uhok_embed_attach('bulk', 'title', 'embedding', 'model_version', mode => 'batch');
+REVOKE ALL ON bulk FROM uhok_embed_writer;
+
+-- 8. A vector column narrower than the model's vectors: a clear error, not a bad row.
 CREATE TABLE narrow (name text, v vector(3));
 SELECT uhok_embed_attach('narrow', 'name', 'v');
 INSERT INTO narrow VALUES ('ramen');
@@ -181,7 +211,7 @@ CREATE TRIGGER misused BEFORE INSERT ON misused FOR EACH ROW EXECUTE FUNCTION uh
 INSERT INTO misused VALUES ('ramen');
 SELECT uhok_embed_attach('misused', 'name', 'v', mode => 'sideways');
 
-DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, narrow, misused;
+DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, bulk, narrow, misused;
 DROP FUNCTION log_row();
 DROP FUNCTION check_sync(regclass, name, name, name);
 DROP FUNCTION passes();
