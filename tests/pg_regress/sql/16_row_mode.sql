@@ -46,6 +46,10 @@ COPY dishes_jp (id, region, name) FROM STDIN;
 6	jp	sushi
 7	jp	\N
 \.
+COPY dishes (id, region, name) FROM STDIN;
+11	kr	japchae
+12	it	tiramisu
+\.
 UPDATE dishes_kr SET name = 'spicy bibimbap' WHERE id = 4;
 UPDATE dishes_it SET name = 'mushroom risotto' WHERE id = 9;
 -- Moved to another partition (a DELETE and an INSERT), with a new text and without.
