@@ -73,57 +73,53 @@ fn uhok_embed_row_embed<'a>(
     };
     let table = || trigger.table_name().unwrap_or_default();
     let (text_col, vector_col, version_col) = (columns[0], columns[1], columns.get(2).copied());
+    // (PostgreSQL refuses ALTER COLUMN ... TYPE on a trigger's columns; checked all the same, as
+    // the datums read and written below must be of the columns' types.)
     let text_att = attribute(tupdesc, text_col, &table);
-    if ![pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID].contains(&text_att.atttypid) {
-        raise(
-            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!("column \"{}\" of relation \"{}\" is no longer of a text type", name(text_att), table()),
-            "uhok_embed_detach() and uhok_embed_attach() again with a text, varchar or char column.",
-        );
-    }
+    require_type(
+        text_att,
+        &[pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::BPCHAROID],
+        "a text type",
+        &table,
+    );
     let vector_att = attribute(tupdesc, vector_col, &table);
-    if vector_att.atttypid != vector_type_oid() {
-        raise(
-            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "column \"{}\" of relation \"{}\" is no longer of pgvector's type vector",
-                name(vector_att),
-                table()
-            ),
-            "uhok_embed_detach() and uhok_embed_attach() again with a vector column.",
+    require_type(
+        vector_att,
+        &[vector_type_oid()],
+        "pgvector's type vector",
+        &table,
+    );
+    let version = version_col.map(|col| (col, attribute(tupdesc, col, &table)));
+    if let Some((_, att)) = version {
+        require_type(
+            att,
+            &[pg_sys::TEXTOID, pg_sys::VARCHAROID],
+            "type text or varchar",
+            &table,
         );
     }
 
     let text = read_text(new_tuple, tupdesc, text_col);
-    let version = version_col.map(|col| (col, attribute(tupdesc, col, &table)));
-    if let Some((_, att)) = version {
-        // (PostgreSQL refuses ALTER COLUMN ... TYPE on a trigger's columns; checked all the same,
-        // as the datum written below must be of the column's type.)
-        if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&att.atttypid) {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!(
-                    "column \"{}\" of relation \"{}\" is no longer of type text or varchar",
-                    name(att),
-                    table()
-                ),
-                "uhok_embed_detach() and uhok_embed_attach() again with a text version column.",
-            );
-        }
-    }
+    // The loaded model's version, looked up once per row (it is compared and written).
+    let current_version = std::cell::OnceCell::new();
+    let current_version = || {
+        current_version
+            .get_or_init(api::uhok_embed_version)
+            .as_str()
+    };
     // A vector this statement wrote together with the loaded model's version is kept: a
     // data-only restore or a copy between tables costs no model time.
     let supplied_current = || {
         version.is_some_and(|(col, _)| {
             !is_null(new_tuple, tupdesc, vector_col)
-                && read_text(new_tuple, tupdesc, col).as_deref()
-                    == Some(api::uhok_embed_version().as_str())
+                && read_text(new_tuple, tupdesc, col).as_deref() == Some(current_version())
         })
     };
     if is_update {
         let old_tuple = data.tg_trigtuple;
-        let vector_same = same(old_tuple, new_tuple, tupdesc, vector_col);
-        let version_same = version_col.is_none_or(|col| same(old_tuple, new_tuple, tupdesc, col));
+        let vector_same = same(old_tuple, new_tuple, tupdesc, vector_col, vector_att);
+        let version_same =
+            version.is_none_or(|(col, att)| same(old_tuple, new_tuple, tupdesc, col, att));
         if read_text(old_tuple, tupdesc, text_col) == text && vector_same && version_same {
             // Nothing of ours changed: keep the vector, run no model.
             return Ok(Some(unchanged(tupdesc, new_tuple)));
@@ -156,7 +152,7 @@ fn uhok_embed_row_embed<'a>(
         .and_then(Vector::into_datum)
         .unwrap_or(pg_sys::Datum::from(0))];
     if let Some((col, att)) = version {
-        let current = api::uhok_embed_version();
+        let current = current_version();
         // varchar(n): the same check an assignment makes.
         if att.atttypmod > pg_sys::VARHDRSZ as i32
             && current.chars().count() > (att.atttypmod - pg_sys::VARHDRSZ as i32) as usize
@@ -198,18 +194,19 @@ fn unchanged<'a>(
     unsafe { PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }
 }
 
-/// Whether column `attnum` has the same value (bytes) in both tuples, NULL included.
+/// Whether column `attnum` (attribute `att`) has the same value (bytes) in both tuples, NULL
+/// included.
 fn same(
     old: pg_sys::HeapTuple,
     new: pg_sys::HeapTuple,
     tupdesc: pg_sys::TupleDesc,
     attnum: i16,
+    att: &pg_sys::FormData_pg_attribute,
 ) -> bool {
     let (mut old_null, mut new_null) = (false, false);
     // SAFETY: valid tuples of this descriptor; attnum was checked; a detoasted copy lives in the
     // trigger's memory context.
     unsafe {
-        let att = &*(*tupdesc).attrs.as_ptr().add(attnum as usize - 1);
         let a = pg_sys::heap_getattr(old, i32::from(attnum), tupdesc, &mut old_null);
         let b = pg_sys::heap_getattr(new, i32::from(attnum), tupdesc, &mut new_null);
         match (old_null, new_null) {
@@ -225,6 +222,26 @@ fn same(
             (false, false) => a == b,
             _ => false,
         }
+    }
+}
+
+/// An ERROR unless attribute `att` is of one of `types` (`what` names them for the message).
+fn require_type(
+    att: &pg_sys::FormData_pg_attribute,
+    types: &[pg_sys::Oid],
+    what: &str,
+    table: &dyn Fn() -> String,
+) {
+    if !types.contains(&att.atttypid) {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "column \"{}\" of relation \"{}\" is no longer of {what}",
+                name(att),
+                table()
+            ),
+            &format!("uhok_embed_detach() and uhok_embed_attach() again with a column of {what}."),
+        );
     }
 }
 

@@ -204,14 +204,8 @@ impl Snapshot {
         poll: &mut dyn FnMut(),
         write: &mut dyn FnMut(&mut File, &mut dyn FnMut()) -> std::io::Result<()>,
     ) -> Result<Snapshot> {
-        let path = store.join(format!("{SNAPSHOT_PREFIX}{}.{suffix}", self.sha256));
-        let found = |file: File, path: PathBuf| Snapshot {
-            file,
-            path,
-            sha256: self.sha256.clone(),
-            source: self.source.clone(),
-            key: self.key,
-        };
+        let path = self.derived_path(store, suffix);
+        let found = |file: File, path: PathBuf| self.derived_file(file, path);
         if let Some(file) = whole(&path, size) {
             return Ok(found(file, path));
         }
@@ -233,15 +227,26 @@ impl Snapshot {
     /// The file [`Snapshot::derived`] made from this snapshot under `suffix`, if the store has
     /// it (derived files appear whole, by rename); its reader checks its content.
     pub fn existing_derived(&self, store: &Path, suffix: &str) -> Option<Snapshot> {
-        let path = store.join(format!("{SNAPSHOT_PREFIX}{}.{suffix}", self.sha256));
+        let path = self.derived_path(store, suffix);
         let file = File::open(&path).ok()?;
-        Some(Snapshot {
+        Some(self.derived_file(file, path))
+    }
+
+    /// Where the file derived from this snapshot under `suffix` lives.
+    fn derived_path(&self, store: &Path, suffix: &str) -> PathBuf {
+        store.join(format!("{SNAPSHOT_PREFIX}{}.{suffix}", self.sha256))
+    }
+
+    /// A derived file, opened: it stands for this snapshot's source (same hash, same change
+    /// detection).
+    fn derived_file(&self, file: File, path: PathBuf) -> Snapshot {
+        Snapshot {
             file,
             path,
             sha256: self.sha256.clone(),
             source: self.source.clone(),
             key: self.key,
-        })
+        }
     }
 
     /// True when the source file is no longer the one this snapshot was copied from (written,
