@@ -3,7 +3,8 @@
 # Korean recipe names, one compute thread, in one run on a throwaway cluster:
 #   row by row      SELECT uhok_embed(name) FROM names
 #   batch           SELECT uhok_embed_batch(array_agg(name)) FROM names
-#   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... (uhok_embed_attach's triggers),
+#   trigger (bulk)  INSERT INTO "RECIPE_VECTOR_TABLE" SELECT ... and COPY ... FROM a file
+#                   (uhok_embed_attach's triggers),
 #                   in row mode (the default: each row embedded by its own trigger) and in
 #                   batch mode (mode => 'batch': the statement's rows embedded together), with
 #                   the forward passes each took
@@ -85,14 +86,22 @@ timed_passes() {  # timed_passes SQL -> "seconds passes" (the forward passes its
 row=$(timed "SELECT sum(vector_dims(uhok_embed(name))) FROM names")
 batch=$(timed "SELECT sum(vector_dims(v)) FROM unnest((SELECT uhok_embed_batch(array_agg(name ORDER BY id)) FROM names)) AS v")
 insert_names="INSERT INTO \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") SELECT id, name FROM names"
+# COPY from a file, as a bulk load arrives (psql's \copy: the server reads it from the client).
+copy_file=$cluster/names.tsv
+"${psql[@]}" -c "\\copy (SELECT id, name FROM names ORDER BY id) TO '$copy_file'"
+copy_names="\\copy \"RECIPE_VECTOR_TABLE\" (\"RECIPE_ID\", \"COOKING_NAME\") FROM '$copy_file'"
+truncate="TRUNCATE \"RECIPE_VECTOR_TABLE\""
 read -r trigger trigger_passes <<< "$(timed_passes "$insert_names")"
 # The trigger's vectors, for the old pipeline's write step below.
-"${psql[@]}" -c "CREATE TABLE computed AS SELECT * FROM \"RECIPE_VECTOR_TABLE\"" >/dev/null
-# The same statement in batch mode, then back to the default for the steps below.
+"${psql[@]}" -c "CREATE TABLE computed AS SELECT * FROM \"RECIPE_VECTOR_TABLE\"" -c "$truncate" >/dev/null
+read -r copy_row copy_row_passes <<< "$(timed_passes "$copy_names")"
+# The same statements in batch mode, then back to the default for the steps below.
 attach="SELECT uhok_embed_attach('\"RECIPE_VECTOR_TABLE\"', 'COOKING_NAME', 'VECTOR_NAME', 'EMBEDDING_VERSION'"
-"${psql[@]}" -c "TRUNCATE \"RECIPE_VECTOR_TABLE\"" \
+"${psql[@]}" -c "$truncate" \
     -c "SELECT uhok_embed_detach('\"RECIPE_VECTOR_TABLE\"', 'VECTOR_NAME')" -c "$attach, mode => 'batch')" >/dev/null
 read -r trigger_batch trigger_batch_passes <<< "$(timed_passes "$insert_names")"
+"${psql[@]}" -c "$truncate" >/dev/null
+read -r copy_batch copy_batch_passes <<< "$(timed_passes "$copy_names")"
 "${psql[@]}" -c "SELECT uhok_embed_detach('\"RECIPE_VECTOR_TABLE\"', 'VECTOR_NAME')" -c "$attach)" >/dev/null
 "${psql[@]}" -c "ALTER TABLE \"RECIPE_VECTOR_TABLE\" DISABLE TRIGGER USER" \
     -c "UPDATE \"RECIPE_VECTOR_TABLE\" SET \"VECTOR_NAME\" = NULL, \"EMBEDDING_VERSION\" = NULL" \
@@ -126,17 +135,19 @@ echo "model: $info"
 echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: $("$PG_BINDIR/postgres" --version), HNSW index on the table during the trigger insert"
 echo
-printf '| %-48s | %8s | %10s | %9s | %24s |\n' "method" "seconds" "rows/s" "vs row" "vs sentence-transformers"
-printf '|%s|%s|%s|%s|%s|\n' "--------------------------------------------------" "----------" "------------" "-----------" "--------------------------"
+printf '| %-56s | %8s | %10s | %9s | %24s |\n' "method" "seconds" "rows/s" "vs row" "vs sentence-transformers"
+printf '|%s|%s|%s|%s|%s|\n' "----------------------------------------------------------" "----------" "------------" "-----------" "--------------------------"
 for m in "row by row: uhok_embed(name)|$row" "uhok_embed_batch(array_agg(name))|$batch" \
          "INSERT ... SELECT, sync trigger, mode row ($trigger_passes passes)|$trigger" \
          "INSERT ... SELECT, sync trigger, mode batch ($trigger_batch_passes passes)|$trigger_batch" \
+         "COPY, sync trigger, mode row ($copy_row_passes passes)|$copy_row" \
+         "COPY, sync trigger, mode batch ($copy_batch_passes passes)|$copy_batch" \
          "CALL uhok_embed_backfill(...)|$backfill" \
          "the same INSERT without the index, then CREATE INDEX|$load_then_index"; do
     name=${m%|*}; secs=${m#*|}
     awk -v n="$name" -v s="$secs" -v r="$rows" -v base="$row" -v st="$st_per_s" \
         'BEGIN { vs = st > 0 ? sprintf("%23.1fx", r / s / st) : sprintf("%24s", "(skipped)")
-                 printf "| %-48s | %8.1f | %10.1f | %8.1fx | %s |\n", n, s, r / s, base / s, vs }'
+                 printf "| %-56s | %8.1f | %10.1f | %8.1fx | %s |\n", n, s, r / s, base / s, vs }'
 done
 if [ "$reference" != 1 ]; then
     echo
@@ -144,17 +155,19 @@ if [ "$reference" != 1 ]; then
     exit 0
 fi
 awk -v r="$rows" -v st="$st_per_s" -v b="$st_size" \
-    'BEGIN { printf "| %-48s | %8.1f | %10.1f | %9s | %24s |\n", "reference: sentence-transformers, batch " b, r / st, st, "", "1.0x" }'
+    'BEGIN { printf "| %-56s | %8.1f | %10.1f | %9s | %24s |\n", "reference: sentence-transformers, batch " b, r / st, st, "", "1.0x" }'
 echo
 echo "The same job as the trigger and backfill in the old pipeline: sentence-transformers computes"
 echo "the vectors, then they are written into the same indexed table (the write measured alone):"
 echo
-printf '| %-48s | %8s | %10s | %24s |\n' "method" "seconds" "rows/s" "uhok_embed's is faster by"
-printf '|%s|%s|%s|%s|\n' "--------------------------------------------------" "----------" "------------" "--------------------------"
-awk -v r="$rows" -v st="$st_per_s" -v wr="$write_only" -v t="$trigger" -v tb="$trigger_batch" -v bf="$backfill" 'BEGIN {
+printf '| %-56s | %8s | %10s | %24s |\n' "method" "seconds" "rows/s" "uhok_embed's is faster by"
+printf '|%s|%s|%s|%s|\n' "----------------------------------------------------------" "----------" "------------" "--------------------------"
+awk -v r="$rows" -v st="$st_per_s" -v wr="$write_only" -v t="$trigger" -v tb="$trigger_batch" -v cr="$copy_row" -v cb="$copy_batch" -v bf="$backfill" 'BEGIN {
     old = r / st + wr
-    printf "| %-48s | %8.1f | %10.1f | %24s |\n", "writing the computed vectors (HNSW insert)", wr, r / wr, ""
-    printf "| %-48s | %8.1f | %10.1f | %24s |\n", "sentence-transformers + that write", old, r / old, ""
-    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode row", t, r / t, old / t
-    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode batch", tb, r / tb, old / tb
-    printf "| %-48s | %8.1f | %10.1f | %23.1fx |\n", "CALL uhok_embed_backfill(...)", bf, r / bf, old / bf }'
+    printf "| %-56s | %8.1f | %10.1f | %24s |\n", "writing the computed vectors (HNSW insert)", wr, r / wr, ""
+    printf "| %-56s | %8.1f | %10.1f | %24s |\n", "sentence-transformers + that write", old, r / old, ""
+    printf "| %-56s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode row", t, r / t, old / t
+    printf "| %-56s | %8.1f | %10.1f | %23.1fx |\n", "INSERT ... SELECT, sync trigger, mode batch", tb, r / tb, old / tb
+    printf "| %-56s | %8.1f | %10.1f | %23.1fx |\n", "COPY, sync trigger, mode row", cr, r / cr, old / cr
+    printf "| %-56s | %8.1f | %10.1f | %23.1fx |\n", "COPY, sync trigger, mode batch", cb, r / cb, old / cb
+    printf "| %-56s | %8.1f | %10.1f | %23.1fx |\n", "CALL uhok_embed_backfill(...)", bf, r / bf, old / bf }'
