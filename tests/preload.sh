@@ -34,7 +34,7 @@ check "the server serves, and uhok_embed() gives the usual ERROR" 58P01 \
     "$("${psql[@]}" -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" -c "SELECT uhok_embed('x')" 2>&1 | grep -o '58P01' | head -n1)"
 
 "$here/../scripts/cluster.sh" stop "$cluster"
-echo "uhok_embed.model_path = '\$sharedir/uhok_embed/model'" >> "$cluster/data/postgresql.conf"
+echo "uhok_embed.model_path = '\$sharedir/uhok_embed/models/multilingual-e5-small-fixture'" >> "$cluster/data/postgresql.conf"
 started=yes
 UHOK_EMBED_FAULT=preload_panic "$here/../scripts/cluster.sh" start "$cluster" "$port" || started=no
 check "a panic while preloading only warns: the server starts" "yes 1" \

@@ -16,7 +16,7 @@ SET uhok_embed.model_path = '$sharedir/uhok_embed/models/multilingual-e5-small-f
 SELECT i->>'model' AS model, i->'dim' AS dim, i->'max_seq_length' AS max_seq_length,
        i->'vocab_size' AS vocab_size, i->'layers' AS layers, i->>'version' AS version
 FROM uhok_embed_info() AS i;
--- The default model (what $sharedir/uhok_embed/model points at) answers too.
+-- After RESET, the cluster's model (postgresql.conf, or the default link) answers too.
 RESET uhok_embed.model_path;
 SELECT uhok_embed_info()->>'status' AS status, uhok_embed_info()->'dim' AS dim;
 
