@@ -30,12 +30,8 @@ model=${1:-}
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
 reference=${BENCH_REFERENCE:-1}
-venv=$UHOK_CACHE/bench-venv
-if [ "$reference" = 1 ]; then
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null ||
-        "$venv/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
-fi
+venv=$BENCH_VENV
+[ "$reference" != 1 ] || ensure_bench_venv
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 port=${UHOK_BENCH_PORT:-54331}

@@ -23,9 +23,7 @@ models=$PG_SHAREDIR/uhok_embed/models
 "$root/scripts/install-deps.sh" >/dev/null
 "$root/scripts/install-models.sh" >/dev/null
 "$root/scripts/build-extension.sh" >/dev/null 2>&1
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import sentence_transformers, fastapi, uvicorn, psycopg2' 2>/dev/null ||
-    "$venv/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
+ensure_bench_venv
 cargo build -q --release -p embed-core --example latency
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAYON_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 

@@ -22,6 +22,15 @@ ensure_venv() {  # ensure_venv PACKAGE...
     done
 }
 
+# The benchmarks' reference environment (bench/): torch (CPU), sentence-transformers and the
+# FastAPI service they are compared with, in a venv of its own (about 6 GB).
+BENCH_VENV=$UHOK_CACHE/bench-venv
+ensure_bench_venv() {
+    [ -x "$BENCH_VENV/bin/python" ] || python3 -m venv "$BENCH_VENV"
+    "$BENCH_VENV/bin/python" -c 'import sentence_transformers, fastapi, uvicorn, psycopg2' 2>/dev/null ||
+        "$BENCH_VENV/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
+}
+
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # A throwaway cluster for the calling script, stopped and deleted when it exits; sets $cluster.
 throwaway_cluster() {  # throwaway_cluster NAME PORT

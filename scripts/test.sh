@@ -13,7 +13,9 @@
 #      released SQL script was edited (tests/released_scripts.sh); how install-models.sh
 #      chooses the default model (tests/install_models.sh), and that this run left the
 #      server's default model as it was
-#   4. hadolint on the Dockerfile
+#   4. the recipe backend's Python client (clients/python): mypy --strict, and pytest against
+#      a cluster of its own with real pgvector and the extension (SQLAlchemy: asyncpg, psycopg 3)
+#   5. hadolint on the Dockerfile
 # It ends with one summary line: "N passed, M failed".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -119,6 +121,25 @@ result "tests/install_models.sh" $?
 default_after=$(readlink "$PG_SHAREDIR/uhok_embed/model" || true)
 [ -z "$default_before" ] || [ "$default_after" = "$default_before" ]
 result "the server's default model is as before the run (${default_before:-none} -> $default_after)" $?
+set -e
+
+step "Python client (clients/python): mypy, and pytest on a cluster of its own"
+# A venv of its own: SQLAlchemy, asyncpg, psycopg 3, pytest (from PyPI), and the package itself
+# reinstalled from this tree at each run.
+client_venv=$UHOK_CACHE/client-venv
+[ -x "$client_venv/bin/python" ] || python3 -m venv "$client_venv"
+set +e
+"$client_venv/bin/pip" install -q "./clients/python[test]" &&
+    "$client_venv/bin/pip" install -q --force-reinstall --no-deps ./clients/python
+result "pip install clients/python[test]" $?
+(cd clients/python && "$client_venv/bin/mypy" src)
+result "mypy --strict clients/python/src" $?
+UHOK_CLIENT_TEST_PORT=$((port + 9)) "$client_venv/bin/pytest" -q -p no:cacheprovider clients/python/tests 2>&1 |
+    tee "$logs/pytest.log"
+status=${PIPESTATUS[0]}
+counted "pytest clients/python/tests" "$status" \
+    "$(grep -oE '[0-9]+ passed' "$logs/pytest.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)" \
+    "$(grep -oE '[0-9]+ (failed|errors?)' "$logs/pytest.log" | awk '{ n += $1 } END { print n + 0 }')"
 set -e
 
 step "Dockerfile: hadolint"

@@ -17,7 +17,12 @@ applies to the next fenced block, a ```sql block:
                             demo/load.sql) and demo/search.sql must print the same
 
 run/output/json-keys blocks run in README order in one database, as a reader would type them.
-Also checked: every file of scripts/, bench/, demo/, tests/ (its scripts), sql/ (but the
+Also checked: the SQL API contract (issue 25): the README's Functions table has one row per
+function of the installed extension in its own schema and per trigger function, with the
+catalog's arguments and defaults, result type, volatility, strictness and parallel safety, and
+names every other function of uhok_embed_internal; its SQLSTATE table lists every SQLSTATE the
+extension's code raises (src/*.rs, sql/sync.sql, sql/search.sql, named through PostgreSQL's
+errcodes.txt). Every file of scripts/, bench/, demo/, tests/ (its scripts), sql/ (but the
 versioned scripts), src/ and crates/embed-core/src/ is named in the README (its Layout section
 says what each is), and, with --cargo-log, the number of texts the compact tokenizer test
 compared is the number the README states.
@@ -132,6 +137,74 @@ def diff(expected, actual):
     return "expected:\n" + expected + "\nactual:\n" + actual
 
 
+FUNCTIONS = """
+SELECT p.pronamespace::regnamespace::text, p.proname, p.prokind, pg_get_function_arguments(p.oid),
+       coalesce(pg_get_function_result(p.oid), ''), p.provolatile, p.proisstrict, p.proparallel,
+       e.extnamespace = p.pronamespace
+FROM pg_extension e
+JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid AND d.deptype = 'e'
+                AND d.classid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.objid
+WHERE e.extname = 'uhok_embed' ORDER BY 1, 2, 4
+"""
+VOLATILITY = {"i": "IMMUTABLE", "s": "STABLE", "v": "VOLATILE"}
+
+
+def contract(args, db, readme, checks):
+    """The Functions table against the catalog, the SQLSTATE table against the code."""
+    rows = {}
+    for line in readme.splitlines():
+        m = re.match(r"^\| `(?:CALL )?([^`]+\))` \| *(`[^|]*`|) *\| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2).strip("`"), m.group(3))
+    status, out, err = psql(args, db, FUNCTIONS, "-At", "-F", "\t")
+    checks.check("the catalog lists the extension's functions", status == 0 and out.strip(), err)
+    documented, problems = set(), []
+    for line in out.strip().splitlines():
+        schema, name, kind, arguments, result, volatility, strict, parallel, own_schema = line.split("\t")
+        qualified = name if own_schema == "t" else f"{schema}.{name}"
+        if own_schema != "t" and result != "trigger":
+            if f"`{qualified}" not in readme and f"`{name}(" not in readme:
+                problems.append(f"{qualified} is not named in the README")
+            continue
+        signature = f"{qualified}({arguments})"
+        documented.add(signature)
+        if signature not in rows:
+            problems.append(f"no row for {signature}")
+            continue
+        shown, text_ = rows[signature]
+        if shown != ("" if kind == "p" else result):
+            problems.append(f"{signature}: returns {result!r}, the README says {shown!r}")
+        if kind == "f" and result != "trigger":
+            for word, applies in ((VOLATILITY[volatility], True), ("STRICT", strict == "t"),
+                                  ("PARALLEL SAFE", parallel == "s")):
+                if applies != (word in text_):
+                    problems.append(f"{signature}: the catalog {'says' if applies else 'does not say'} {word}")
+    stale = [sig for sig in rows if sig.split("(")[0].split(".")[-1].startswith("uhok_") and sig not in documented]
+    problems += [f"the README documents {sig}, which is not installed" for sig in stale]
+    checks.check(f"the Functions table is the catalog's ({len(documented)} functions)", not problems, "\n".join(problems))
+
+    # SQLSTATEs: each one the code raises is in the README's table.
+    codes = {}
+    for line in open(os.path.join(subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--sharedir"], capture_output=True, text=True)
+                                  .stdout.strip() or "/usr/share/postgresql/15", "errcodes.txt")):
+        f = line.split()
+        if len(f) == 4 and re.fullmatch(r"[0-9A-Z]{5}", f[0]):
+            # A condition name can have two codes (null_value_not_allowed: 22004 and 39004);
+            # PL/pgSQL's RAISE takes the first, as here.
+            codes.setdefault(f[2], f[0])
+            codes.setdefault(f[3], f[0])
+    raised = set()
+    for folder, pattern in (("src", r"ERRCODE_[A-Z_]+"), ("sql", r"ERRCODE = '([a-z_0-9]+)'")):
+        for f in os.listdir(folder):
+            if f.endswith((".rs", ".sql")) and not f.startswith("uhok_embed--"):
+                for m in re.finditer(pattern, open(os.path.join(folder, f), encoding="utf-8").read()):
+                    raised.add(codes.get(m.group(1) if m.groups() else m.group(0), m.group(0)))
+    table = set(re.findall(r"^\| `([0-9A-Z]{5})` \|", readme, flags=re.M))
+    checks.check(f"the SQLSTATE table lists the {len(raised)} SQLSTATEs the code raises", raised <= table,
+                 f"missing: {sorted(raised - table)}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", required=True)
@@ -182,13 +255,15 @@ def main():
             checks.check(f"{where}: {first} has the README's keys", want == got,
                          f"only in the README: {sorted(want - got)}\nonly in the output: {sorted(got - want)}")
 
+    contract(args, db, readme, checks)
+
     # A marker mistyped (or a section rewritten without its markers) must not pass unchecked.
     checks.check(f"{marked} marked examples found (at least {MIN_MARKED})", marked >= MIN_MARKED)
 
     # Every file a newcomer may open is named in the README.
     named = []
     for folder in ("scripts", "bench", "demo", "tests", "tests/concurrency", "sql", "src",
-                   "crates/embed-core/src"):
+                   "crates/embed-core/src", "clients/python/src/uhok_embed_client", "clients/python/tests"):
         for f in sorted(os.listdir(folder)):
             path = os.path.join(folder, f)
             if not os.path.isfile(path) or re.match(r"uhok_embed--.*\.sql$", f) or f.endswith(".sha256"):

@@ -1,0 +1,94 @@
+"""Database errors from uhok_embed, as exceptions the backend can handle by kind.
+
+Each keeps the SQLSTATE (`sqlstate`) and the server's message, hint and the SQLAlchemy error it
+came from (`__cause__`). The kinds follow the SQLSTATEs uhok_embed raises (README,
+"Troubleshooting"; src/error.rs):
+
+  InvalidSearchError      22xxx  a bad argument: top_k outside 1..1000, page < 0, a NULL query
+  ModelUnavailableError   58xxx, F0000, 55000, 53xxx, 54000
+                                 no usable model: the folder is missing or unreadable (58P01,
+                                 58030), broken (F0000), being replaced (55000), or no memory or
+                                 disk for it (53xxx)
+  ExtensionMissingError   42883, 3F000
+                                 uhok_embed (or pgvector) is not installed in this database
+  SearchTableMissingError 42P01, 42703
+                                 the table or a column the search names does not exist
+  UhokEmbedError          anything else from the database (the base class of all four)
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy.exc import DBAPIError
+
+
+class UhokEmbedError(Exception):
+    """A database error during an in-database search, with its SQLSTATE."""
+
+    def __init__(self, message: str, sqlstate: Optional[str], hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.hint = hint
+
+
+class InvalidSearchError(UhokEmbedError, ValueError):
+    """The search's arguments were refused (SQLSTATE class 22)."""
+
+
+class ModelUnavailableError(UhokEmbedError):
+    """The server has no usable model: check uhok_embed_info() and the model folder."""
+
+
+class ExtensionMissingError(UhokEmbedError):
+    """uhok_embed is not installed in this database: CREATE EXTENSION uhok_embed CASCADE."""
+
+
+class SearchTableMissingError(UhokEmbedError):
+    """The table or a column the search reads does not exist."""
+
+
+def sqlstate_of(error: BaseException) -> Optional[str]:
+    """The SQLSTATE of a driver error: psycopg's .sqlstate, asyncpg's (under SQLAlchemy's
+    adapter, on the error it wraps)."""
+    seen = error
+    for _ in range(4):
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+        nxt = getattr(seen, "orig", None) or seen.__cause__
+        if nxt is None:
+            return None
+        seen = nxt
+    return None
+
+
+def _detail(error: BaseException, name: str) -> Optional[str]:
+    seen: Optional[BaseException] = error
+    for _ in range(4):
+        if seen is None:
+            return None
+        diag = getattr(seen, "diag", None)  # psycopg
+        value = getattr(diag, f"message_{name}", None) if diag is not None else getattr(seen, name, None)
+        if isinstance(value, str) and value:
+            return value
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def translate(error: DBAPIError) -> UhokEmbedError:
+    """The exception for a database error, by its SQLSTATE."""
+    code = sqlstate_of(error)
+    message = _detail(error, "primary") or _detail(error, "message") or str(error.orig)
+    hint = _detail(error, "hint")
+    kind: type[UhokEmbedError] = UhokEmbedError
+    if code is None:
+        pass
+    elif code.startswith("22"):
+        kind = InvalidSearchError
+    elif code.startswith(("58", "53")) or code in ("F0000", "55000", "54000"):
+        kind = ModelUnavailableError
+    elif code in ("42883", "3F000"):
+        kind = ExtensionMissingError
+    elif code in ("42P01", "42703"):
+        kind = SearchTableMissingError
+    return kind(f"{message} (SQLSTATE {code})" if code else message, code, hint)
