@@ -54,6 +54,9 @@ class Client(threading.Thread):
         self.next_id = next_id
         self.conn = psycopg2.connect(dsn)
         self.conn.autocommit = True
+        if path == "http":
+            # What uhok_search sets for its call: the same scan on both paths.
+            self.conn.cursor().execute("SET hnsw.iterative_scan = strict_order")
         self.search_ms, self.write_ms, self.errors = [], [], 0
         self.table = '"RECIPE_VECTOR_TABLE"' if path == "in_db" else '"RECIPE_VECTOR_TABLE_HTTP"'
 
@@ -61,9 +64,12 @@ class Client(threading.Thread):
         if self.path == "in_db":
             cur.execute("SELECT recipe_id, distance FROM uhok_search(%s, 25, %s::bigint[])", (name, excluded))
         else:
-            cur.execute('SELECT "RECIPE_ID", "VECTOR_NAME" <-> %s::vector AS distance FROM "RECIPE_VECTOR_TABLE_HTTP"'
-                        ' WHERE NOT ("RECIPE_ID" = ANY (%s::bigint[])) ORDER BY 2 LIMIT 25',
-                        (embed(self.url, name), excluded))
+            # uhok_search's query, with the service's vector as its parameter.
+            cur.execute('SELECT "RECIPE_ID", ("VECTOR_NAME" <-> %(v)s::vector)::float8 AS distance'
+                        ' FROM "RECIPE_VECTOR_TABLE_HTTP" WHERE "VECTOR_NAME" IS NOT NULL'
+                        ' AND ("RECIPE_ID" = ANY (%(ex)s::bigint[])) IS NOT TRUE'
+                        ' ORDER BY "VECTOR_NAME" <-> %(v)s::vector LIMIT 25',
+                        {"v": embed(self.url, name), "ex": excluded})
         cur.fetchall()
 
     def write(self, cur, name):
@@ -101,7 +107,8 @@ class Client(threading.Thread):
 
 def run(path, dsn, url, clients, seconds, write_share, round_no, next_id):
     deadline = time.monotonic() + seconds
-    threads = [Client(path, dsn, url, deadline, write_share, 1000 * round_no + i, next_id) for i in range(clients)]
+    # Seeded by the round pair: both paths get the same sequence of queries and writes.
+    threads = [Client(path, dsn, url, deadline, write_share, 1000 * (round_no // 2) + i, next_id) for i in range(clients)]
     started = time.monotonic()
     for t in threads:
         t.start()

@@ -113,10 +113,14 @@ UHOK_UPGRADE_FROM=0.3.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.3.0)" $?
 UHOK_UPGRADE_FROM=0.4.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.4.0)" $?
+UHOK_UPGRADE_FROM=0.5.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.5.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 bash tests/install_models.sh
 result "tests/install_models.sh" $?
+python3 tests/rust_version.py
+result "tests/rust_version.py" $?
 # A test run leaves the server's default model as it found it (set if there was none).
 default_after=$(readlink "$PG_SHAREDIR/uhok_embed/model" || true)
 [ -z "$default_before" ] || [ "$default_after" = "$default_before" ]

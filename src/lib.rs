@@ -44,6 +44,34 @@ CREATE SCHEMA uhok_embed_internal;
 GRANT USAGE ON SCHEMA uhok_embed_internal TO PUBLIC;
 COMMENT ON SCHEMA uhok_embed_internal IS
 'uhok_embed''s internal functions: the ones its triggers, backfill and search call. Only the extension''s owner may create objects here, so no overload can make those calls ambiguous or redirect them.';
+
+-- pgvector 0.8 or later: uhok_search sets hnsw.iterative_scan (0.8.0) so that excluded ids
+-- and pages still give top_k rows. The control file's requires = 'vector' takes any version.
+-- The same check runs at ALTER EXTENSION uhok_embed UPDATE (uhok_embed--0.5.0--0.6.0.sql).
+CREATE FUNCTION uhok_embed_internal.uhok_embed_require_pgvector(version text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    parts text[] := regexp_match(version, '^(\d+)\.(\d+)');
+BEGIN
+    IF version IS NULL THEN
+        RAISE EXCEPTION 'uhok_embed requires pgvector, which is not installed in this database'
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'CREATE EXTENSION uhok_embed CASCADE creates it.';
+    END IF;
+    IF parts IS NULL OR (parts[1]::integer, parts[2]::integer) < (0, 8) THEN
+        RAISE EXCEPTION 'uhok_embed requires pgvector 0.8.0 or later, and this database has %', version
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'uhok_search relies on pgvector 0.8''s iterative index scans (hnsw.iterative_scan).',
+                  HINT = 'Install pgvector 0.8 or later on the server, then ALTER EXTENSION vector UPDATE in this database.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_require_pgvector(text) IS
+'Refuses a pgvector older than 0.8.0 (CREATE EXTENSION and ALTER EXTENSION UPDATE call it with the installed version).';
+SELECT uhok_embed_internal.uhok_embed_require_pgvector(
+    (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'vector'));
 "#,
     name = "bootstrap",
     bootstrap

@@ -55,7 +55,14 @@ def cluster() -> Iterator[Cluster]:
             with db.cursor() as cur:
                 cur.executemany('INSERT INTO "RECIPE_VECTOR_TABLE" ("RECIPE_ID", "COOKING_NAME") VALUES (%s, %s)',
                                 list(enumerate(names, start=1)))
+            # Another table, in a schema, with names that need quoting (SearchTable).
+            db.execute('CREATE SCHEMA "Kitchen"; CREATE TABLE "Kitchen"."Dishes" ("dish id" bigint, "the vector" vector(384));'
+                       ' INSERT INTO "Kitchen"."Dishes" SELECT "RECIPE_ID", "VECTOR_NAME" FROM "RECIPE_VECTOR_TABLE";'
+                       ' CREATE INDEX ON "Kitchen"."Dishes" USING hnsw ("the vector" vector_l2_ops)')
+            # pgvector and the table, but not uhok_embed.
             db.execute("CREATE DATABASE without_extension")
+        with c.connect("without_extension") as db:
+            db.execute('CREATE EXTENSION vector; CREATE TABLE "RECIPE_VECTOR_TABLE" ("RECIPE_ID" bigint, "VECTOR_NAME" vector(384))')
         yield c
     finally:
         c.stop()

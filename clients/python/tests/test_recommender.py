@@ -75,14 +75,35 @@ async def test_exclude_ids_with_nulls_and_duplicates(engine: AsyncEngine, cluste
 
 
 @pytest.mark.parametrize("style", STYLES)
-async def test_pages_are_one_ordered_stream(engine: AsyncEngine, style: str) -> None:
+async def test_pages_are_one_ordered_stream(engine: AsyncEngine, cluster: Cluster, style: str) -> None:
     searcher = InDatabaseRecommender(style=style)
     async with AsyncSession(engine) as s:
-        whole = await searcher.find_similar_ids(s, "김치찌개", 30, exclude_ids=[8])
-        pages = [await searcher.find_similar_ids(s, "김치찌개", 10, exclude_ids=[8], page=p) for p in range(3)]
+        nearest = [r for r, _ in await searcher.find_similar_ids(s, "김치찌개", 5)]
+        excluded = [nearest[0], nearest[3]]
+        whole = await searcher.find_similar_ids(s, "김치찌개", 30, exclude_ids=excluded)
+        pages = [await searcher.find_similar_ids(s, "김치찌개", 10, exclude_ids=excluded, page=p) for p in range(3)]
         beyond = await searcher.find_similar_ids(s, "김치찌개", 10, page=35)
+    assert len(whole) == 30 and not set(excluded) & {r for r, _ in whole}
+    assert same(whole, sql_search(cluster, "김치찌개", 30, excluded))
     assert same(whole, [row for page in pages for row in page])
     assert beyond == []  # 350 rows: page 35 starts past the end
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_more_rows_than_an_hnsw_scan_holds(engine: AsyncEngine, cluster: Cluster, style: str) -> None:
+    # hnsw.ef_search is 40: without the iterative scan an index scan stops there.
+    async with AsyncSession(engine) as s:
+        got = await InDatabaseRecommender(style=style).find_similar_ids(s, "갈비탕", 100, exclude_ids=[1, 2, 3])
+    assert len(got) == 100
+    assert same(got, sql_search(cluster, "갈비탕", 100, [1, 2, 3]))
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_another_table_in_a_schema(engine: AsyncEngine, cluster: Cluster, style: str) -> None:
+    table = SearchTable("Dishes", id_column="dish id", vector_column="the vector", schema="Kitchen")
+    async with AsyncSession(engine) as s:
+        got = await InDatabaseRecommender(style=style, table=table).find_similar_ids(s, "갈비탕", 10, exclude_ids=[2])
+    assert same(got, sql_search(cluster, "갈비탕", 10, [2]))  # the same rows as the recipe table
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -98,7 +119,8 @@ async def test_long_and_other_language_queries(engine: AsyncEngine, style: str) 
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize(
     "query, top_k, page, sqlstate",
-    [(None, 5, 0, "22004"), ("갈비탕", 0, 0, "22023"), ("갈비탕", 1001, 0, "22023"), ("갈비탕", 5, -1, "22023")],
+    [(None, 5, 0, "22004"), ("갈비탕", None, 0, "22004"), ("갈비탕", 5, None, "22004"),
+     ("갈비탕", 0, 0, "22023"), ("갈비탕", 1001, 0, "22023"), ("갈비탕", 5, -1, "22023")],
 )
 async def test_bad_arguments(engine: AsyncEngine, style: str, query: Any, top_k: int, page: int, sqlstate: str) -> None:
     searcher = InDatabaseRecommender(style=style)
@@ -126,10 +148,9 @@ async def test_extension_and_table_missing(cluster: Cluster, engine: AsyncEngine
     other = create_async_engine(cluster.url("asyncpg", "without_extension"))
     try:
         async with AsyncSession(other) as s:
-            with pytest.raises(ExtensionMissingError if style == "function" else UhokEmbedError) as e:
+            with pytest.raises(ExtensionMissingError) as e:
                 await InDatabaseRecommender(style=style).find_similar_ids(s, "갈비탕", 5)
-            # inline: the table is looked up before the function, so it is missing first.
-            assert e.value.sqlstate == ("42883" if style == "function" else "42P01")
+            assert e.value.sqlstate == "42883"  # uhok_search or uhok_embed does not exist
     finally:
         await other.dispose()
     async with AsyncSession(engine) as s:
@@ -220,4 +241,7 @@ def test_factory(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(make_vector_searcher({"remote_embed": Remote}), Remote)
     monkeypatch.setenv("ML_MODE", "remote_emebd")
     with pytest.raises(ValueError, match="in_db, remote_embed"):
+        make_vector_searcher({"remote_embed": Remote})
+    monkeypatch.delenv("ML_MODE")
+    with pytest.raises(ValueError, match="ML_MODE is not set"):
         make_vector_searcher({"remote_embed": Remote})

@@ -4,16 +4,20 @@ Each keeps the SQLSTATE (`sqlstate`) and the server's message, hint and the SQLA
 came from (`__cause__`). The kinds follow the SQLSTATEs uhok_embed raises (README,
 "Troubleshooting"; src/error.rs):
 
-  InvalidSearchError      22xxx  a bad argument: top_k outside 1..1000, page < 0, a NULL query
-  ModelUnavailableError   58xxx, F0000, 55000, 53xxx, 54000
+  InvalidSearchError      22004, 22023
+                                 a bad argument: top_k outside 1..1000, page < 0, a NULL query
+                                 (but a 22023 about uhok_embed.model_path is the server's)
+  ModelUnavailableError   58xxx, F0000, 55000, 53100, 53200, 54000
                                  no usable model: the folder is missing or unreadable (58P01,
-                                 58030), broken (F0000), being replaced (55000), or no memory or
-                                 disk for it (53xxx)
+                                 58030), broken (F0000), being replaced (55000), no disk or memory
+                                 for it (53100, 53200), or model_path unusable (22023)
   ExtensionMissingError   42883, 3F000
                                  uhok_embed (or pgvector) is not installed in this database
   SearchTableMissingError 42P01, 42703
                                  the table or a column the search names does not exist
-  UhokEmbedError          anything else from the database (the base class of all four)
+  UhokEmbedError          anything else from the database (the base class of all four), such
+                                 as pgvector's 22000 "different vector dimensions" when the table's
+                                 vectors are not the loaded model's size
 """
 from __future__ import annotations
 
@@ -83,9 +87,11 @@ def translate(error: DBAPIError) -> UhokEmbedError:
     kind: type[UhokEmbedError] = UhokEmbedError
     if code is None:
         pass
-    elif code.startswith("22"):
+    elif code == "22023" and "model_path" in message:
+        kind = ModelUnavailableError
+    elif code in ("22004", "22023"):
         kind = InvalidSearchError
-    elif code.startswith(("58", "53")) or code in ("F0000", "55000", "54000"):
+    elif code.startswith("58") or code in ("F0000", "55000", "53100", "53200", "54000"):
         kind = ModelUnavailableError
     elif code in ("42883", "3F000"):
         kind = ExtensionMissingError

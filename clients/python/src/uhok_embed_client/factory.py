@@ -6,8 +6,9 @@
     })
 
 ML_MODE=in_db gives InDatabaseRecommender (UHOK_SEARCH_STYLE=function | inline, default
-function); any other mode is looked up in the mapping the backend passes; an unknown one is a
-ValueError that lists the known modes (a typo in .env fails at startup, not at the first search).
+function); any other mode is looked up in the mapping the backend passes; an unknown or unset one
+is a ValueError that lists the known modes (a typo in .env, or a line deleted during a rollback,
+fails at startup rather than silently choosing a path).
 Rolling back is setting ML_MODE to the old mode and restarting, as the seed's plan has it.
 """
 from __future__ import annotations
@@ -26,10 +27,12 @@ def make_vector_searcher(
     mode: Optional[str] = None,
 ) -> VectorSearcherPort:
     others = dict(others or {})
-    mode = mode if mode is not None else os.environ.get("ML_MODE", IN_DB)
+    mode = mode if mode is not None else os.environ.get("ML_MODE")
     if mode == IN_DB:
         return InDatabaseRecommender(style=os.environ.get("UHOK_SEARCH_STYLE", "function"))
     if mode in others:
         return others[mode]()
     known = ", ".join(sorted({IN_DB, *others}))
+    if mode is None:
+        raise ValueError(f"ML_MODE is not set; set it to one of: {known}")
     raise ValueError(f"ML_MODE={mode!r} is not one of: {known}")

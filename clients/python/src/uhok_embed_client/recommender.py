@@ -8,10 +8,16 @@ rows:
                         the extension validates the arguments, skips exclude_ids and pages with
                         pgvector's iterative index scan (hnsw.iterative_scan, set for the call)
   "inline"              the backend's own SQL, the old RemoteDBVectorRecommender's query with
-                        uhok_embed(:query) in place of the HTTP call:
-                        SELECT "RECIPE_ID", "VECTOR_NAME" <-> uhok_embed(:query) ... ORDER BY ... LIMIT
-                        (it sets hnsw.iterative_scan = strict_order for the rest of the caller's
-                        transaction when it excludes ids or pages, as the function does for its call)
+                        uhok_embed(:query) in place of the HTTP call, the query embedded once (a
+                        MATERIALIZED CTE read by the ORDER BY as an InitPlan, so the HNSW index
+                        orders the scan and no plan computes the vector per row):
+                        WITH q AS MATERIALIZED (SELECT uhok_embed(:query) AS v)
+                        SELECT "RECIPE_ID", "VECTOR_NAME" <-> (SELECT v FROM q) ... ORDER BY ... LIMIT
+                        It first sets hnsw.iterative_scan = strict_order for the rest of the
+                        caller's transaction, as the function does for its call (without it an
+                        HNSW scan stops at hnsw.ef_search rows: exclusions, pages and a top_k over
+                        40 would come back short). So it needs a transaction, SQLAlchemy's default;
+                        under AUTOCOMMIT use the function style.
 
 Errors come out as the exceptions of uhok_embed_client.errors, SQLSTATE kept. As with any
 database error, the session's transaction is then aborted: roll it back before reusing it.
@@ -83,10 +89,11 @@ class _Search:
         else:
             rid, vec = quote_ident(table.id_column), quote_ident(table.vector_column)
             self.sql = text(
-                f"SELECT {rid}::bigint AS recipe_id, ({vec} <-> uhok_embed(CAST(:query AS text)))::float8 AS distance"
+                "WITH q AS MATERIALIZED (SELECT uhok_embed(CAST(:query AS text)) AS v)"
+                f" SELECT {rid}::bigint AS recipe_id, ({vec} <-> (SELECT v FROM q))::float8 AS distance"
                 f" FROM {table.qualified()}"
                 f" WHERE {vec} IS NOT NULL AND ({rid}::bigint = ANY (CAST(:exclude_ids AS bigint[]))) IS NOT TRUE"
-                f" ORDER BY {vec} <-> uhok_embed(CAST(:query AS text))"
+                f" ORDER BY {vec} <-> (SELECT v FROM q)"
                 " LIMIT CAST(:top_k AS integer) OFFSET CAST(:skip AS bigint)"
             )
 
@@ -98,8 +105,9 @@ class _Search:
         params: Dict[str, Any] = {"query": query, "top_k": top_k, "exclude_ids": excluded, "page": page}
         if self.style == "inline":
             # The function's checks, with its SQLSTATEs.
-            if query is None:
-                raise InvalidSearchError("query must not be NULL", "22004")
+            for name, value in (("query", query), ("top_k", top_k), ("page", page)):
+                if value is None:
+                    raise InvalidSearchError(f"{name} must not be NULL", "22004")
             if not 1 <= top_k <= MAX_TOP_K:
                 raise InvalidSearchError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}", "22023",
                                          "Fetch more rows with page.")
@@ -112,8 +120,8 @@ class _Search:
                           vector_column=self.table.vector_column)
         return params
 
-    def needs_iterative_scan(self, params: Dict[str, Any]) -> bool:
-        return self.style == "inline" and bool(params["exclude_ids"] or params["skip"])
+    def needs_iterative_scan(self) -> bool:
+        return self.style == "inline"
 
 
 ITERATIVE_SCAN: TextClause = text("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
@@ -145,7 +153,7 @@ class InDatabaseRecommender(VectorSearcherPort):
         exclude_ids; page n gives the next top_k (page 0 first)."""
         params = self._search.params(query, top_k, exclude_ids, page)
         try:
-            if self._search.needs_iterative_scan(params):
+            if self._search.needs_iterative_scan():
                 await pg_db.execute(ITERATIVE_SCAN)
             return _rows(await pg_db.execute(self._search.sql, params))
         except DBAPIError as e:
@@ -172,7 +180,7 @@ class SyncInDatabaseRecommender:
     ) -> List[Tuple[int, float]]:
         params = self._search.params(query, top_k, exclude_ids, page)
         try:
-            if self._search.needs_iterative_scan(params):
+            if self._search.needs_iterative_scan():
                 pg_db.execute(ITERATIVE_SCAN)
             return _rows(pg_db.execute(self._search.sql, params))
         except DBAPIError as e:
