@@ -11,7 +11,9 @@ export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND=1
 export PG_CONFIG PGRX_VERSION PG_OS_USER UHOK_CACHE VENV
 PG_BINDIR=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 PG_SHAREDIR=$("$PG_CONFIG" --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
-export PG_BINDIR PG_SHAREDIR
+# The major PG_CONFIG names: 15 is Debian's; others come from scripts/pg-server.sh (issue 26).
+PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -E 's/^PostgreSQL ([0-9]+).*/\1/' || echo 15)
+export PG_BINDIR PG_SHAREDIR PG_MAJOR
 
 # A private Python venv for the project's tooling (the e5 dequantizer's numpy, hadolint).
 ensure_venv() {  # ensure_venv PACKAGE...

@@ -55,8 +55,14 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     # drives builds, so its own speed does not matter.
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --debug --no-default-features
 fi
-if [ ! -f "${PGRX_HOME:-$HOME/.pgrx}/config.toml" ] || ! grep -q "$PG_CONFIG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+# pgrx builds for the majors its config.toml names. `cargo pgrx init --pgNN` rewrites the file
+# with only the majors it is given, so a second major is added to it instead.
+pgrx_config=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+if [ ! -f "$pgrx_config" ]; then
+    cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
+elif ! grep -q "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_config"; then
+    sed -i "/^pg$PG_MAJOR = /d" "$pgrx_config"
+    sed -i "/^\[configs\]/a pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_config"
 fi
 
 # --- OS user that owns throwaway clusters (PostgreSQL refuses to run as root) ------------------

@@ -251,11 +251,19 @@ fn attribute<'d>(
     attnum: i16,
     table: &dyn Fn() -> String,
 ) -> &'d pg_sys::FormData_pg_attribute {
-    // SAFETY: natts attributes follow the descriptor (PostgreSQL's TupleDescAttr).
+    // SAFETY: natts attributes follow the descriptor (PostgreSQL's TupleDescAttr): up to 17 as
+    // its attrs array; from 18 after its natts CompactAttributes.
     let att = unsafe {
         let natts = (*tupdesc).natts;
-        (attnum >= 1 && i32::from(attnum) <= natts)
-            .then(|| &*(*tupdesc).attrs.as_ptr().add(attnum as usize - 1))
+        #[cfg(not(feature = "pg18"))]
+        let attrs = (*tupdesc).attrs.as_ptr();
+        #[cfg(feature = "pg18")]
+        let attrs = (*tupdesc)
+            .compact_attrs
+            .as_ptr()
+            .add(natts as usize)
+            .cast::<pg_sys::FormData_pg_attribute>();
+        (attnum >= 1 && i32::from(attnum) <= natts).then(|| &*attrs.add(attnum as usize - 1))
     };
     match att {
         Some(att) if !att.attisdropped => att,
