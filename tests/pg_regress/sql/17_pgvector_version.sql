@@ -38,3 +38,7 @@ ALTER EXTENSION uhok_embed UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'uhok_embed';
 \c :regress_db
 DROP DATABASE uhok_embed_old_pgvector;
+-- A fresh session (the \c above) reads the check's body under its own string settings.
+SET standard_conforming_strings = off;
+SELECT 'accepted' AS result FROM uhok_embed_internal.uhok_embed_require_pgvector('0.8.5');
+RESET standard_conforming_strings;
