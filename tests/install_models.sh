@@ -43,11 +43,7 @@ hub=http://127.0.0.1:$hub_port
 broken_hub=http://127.0.0.1:$hub_port/broken
 no_hub=http://127.0.0.1:9   # the discard port: connection refused
 
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else
-        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /' || true; fail=1; fi
-}
+. "$here/lib.sh"
 contains() {  # contains DESCRIPTION TEXT PATTERN
     if grep -q -- "$3" <<< "$2"; then echo "  ok: $1"; else
         echo "  FAILED: $1: no '$3' in:"; sed 's/^/    /' <<< "$2"; fail=1; fi

@@ -21,11 +21,7 @@ throwaway_cluster limits "$port"
 psql_do() { psql -X -q -At -v ON_ERROR_STOP=0 -v VERBOSITY=sqlstate -h "$cluster" -p "$port" -U postgres -d postgres "$@" 2>&1; }
 psql_do -c "CREATE EXTENSION uhok_embed CASCADE" >/dev/null
 
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else
-        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /' || true; fail=1; fi
-}
+. "$here/lib.sh"
 
 check "a 300 MB word embeds" 384 \
     "$(psql_do -c "SELECT vector_dims(uhok_embed(repeat('갈', 100000000)))")"

@@ -22,10 +22,7 @@ sql() {  # sql DB [psql args]
     local db=$1; shift
     psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d "$db" "$@"
 }
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else echo "  FAILED: $1: expected '$2', got '$3'"; fail=1; fi
-}
+. "$here/lib.sh"
 
 sql postgres -c "CREATE DATABASE pub" -c "CREATE DATABASE sub"
 tables="CREATE TABLE row_mode (id bigint PRIMARY KEY, name text, v vector(384), version text);

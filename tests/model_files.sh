@@ -31,11 +31,7 @@ chmod -R a+rX "$work"
 # Old enough that the snapshot index trusts their stat data (snapshot.rs RACY_WINDOW).
 touch -d '-1 min' "$m"/* "$work"/*.safetensors "$work/good-tokenizer.json"
 
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else
-        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /' || true; fail=1; fi
-}
+. "$here/lib.sh"
 psql_as() { PGOPTIONS="-c uhok_embed.model_path=$m" psql -X -q -At -h "$cluster" -p "$port" -U postgres -d postgres "$@"; }
 psql_as -c "CREATE EXTENSION uhok_embed CASCADE"
 

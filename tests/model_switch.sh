@@ -37,11 +37,7 @@ switch_to() {  # switch_to a|b, atomically, as scripts/install-models.sh does
 }
 switch_to a
 
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else
-        echo "  FAILED: $1"; diff <(echo "$2") <(echo "$3") | sed 's/^/    /' || true; fail=1; fi
-}
+. "$here/lib.sh"
 psql_as() { psql -X -q -At -h "$cluster" -p "$port" -U postgres -d postgres "$@"; }
 echo "uhok_embed.model_path = '$link'" >> "$cluster/data/postgresql.conf"
 psql_as -c "SELECT pg_reload_conf()" >/dev/null

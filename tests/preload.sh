@@ -15,10 +15,7 @@ psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d 
 echo "shared_preload_libraries = 'uhok_embed'" >> "$cluster/data/postgresql.conf"
 "$here/../scripts/cluster.sh" start "$cluster" "$port"
 
-fail=0
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then echo "  ok: $1"; else echo "  FAILED: $1: expected '$2', got '$3'"; fail=1; fi
-}
+. "$here/lib.sh"
 check "the postmaster logged the preload" 1 "$(grep -c 'uhok_embed: preloaded' "$cluster/server.log")"
 check "a new connection has the model before its first call" "ok true" \
     "$("${psql[@]}" -c "SELECT (uhok_embed_info(load => false)->>'status') || ' ' || (uhok_embed_info(load => false)->>'loaded')")"

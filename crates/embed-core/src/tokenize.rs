@@ -667,7 +667,8 @@ mod tests {
     #[test]
     fn fuzz_findings_are_errors() {
         // Where cargo runs the test from, not the compile-time path (see tests/reference.rs).
-        let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+        let crate_dir =
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
         let dir = std::path::Path::new(&crate_dir).join("tests/fuzz_regressions/tokenizer_json");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -47,7 +47,8 @@ fn reference(name: &str) -> Reference {
     // The crate's folder as cargo names it when it runs the test, not as it was at compile
     // time: a test binary built by another checkout sharing the target directory (a clean-clone
     // CI run on this machine) would otherwise read that checkout's fixtures, or none.
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    let crate_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
     let path = Path::new(&crate_dir)
         .join("../../tests/fixtures/reference")
         .join(name);

@@ -21,7 +21,7 @@ came from (`__cause__`). The kinds follow the SQLSTATEs uhok_embed raises (READM
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 from sqlalchemy.exc import DBAPIError
 
@@ -51,31 +51,33 @@ class SearchTableMissingError(UhokEmbedError):
     """The table or a column the search reads does not exist."""
 
 
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps: SQLAlchemy's DBAPIError, its .orig (psycopg's error, or
+    SQLAlchemy's adapter for asyncpg's), and the driver's own error under that."""
+    seen: Optional[BaseException] = error
+    for _ in range(4):
+        if seen is None:
+            return
+        yield seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
+
+
 def sqlstate_of(error: BaseException) -> Optional[str]:
     """The SQLSTATE of a driver error: psycopg's .sqlstate, asyncpg's (under SQLAlchemy's
     adapter, on the error it wraps)."""
-    seen = error
-    for _ in range(4):
+    for seen in _chain(error):
         code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
         if isinstance(code, str) and code:
             return code
-        nxt = getattr(seen, "orig", None) or seen.__cause__
-        if nxt is None:
-            return None
-        seen = nxt
     return None
 
 
 def _detail(error: BaseException, name: str) -> Optional[str]:
-    seen: Optional[BaseException] = error
-    for _ in range(4):
-        if seen is None:
-            return None
+    for seen in _chain(error):
         diag = getattr(seen, "diag", None)  # psycopg
         value = getattr(diag, f"message_{name}", None) if diag is not None else getattr(seen, name, None)
         if isinstance(value, str) and value:
             return value
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return None
 
 
