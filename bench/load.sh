@@ -27,10 +27,9 @@ venv=$BENCH_VENV
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 port=${UHOK_BENCH_PORT:-54339}
-throwaway_cluster load "$port"
-# Room for the clients of both paths and the maintenance connections.
-echo "max_connections = $((clients * 2 + 20))" >> "$cluster/data/postgresql.conf"
-"$SCRIPTS/cluster.sh" stop "$cluster" && "$SCRIPTS/cluster.sh" start "$cluster" "$port"
+# Room for the clients of both paths and the maintenance connections, set before the start
+# (scripts/cluster.sh appends UHOK_CLUSTER_CONF to a new cluster's postgresql.conf).
+UHOK_CLUSTER_CONF="max_connections = $((clients * 2 + 20))" throwaway_cluster load "$port"
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres -d postgres)
 "${psql[@]}" >/dev/null <<'SQL'
 CREATE EXTENSION uhok_embed CASCADE;
