@@ -15,3 +15,8 @@ if [ "$PG_MAJOR" != 15 ]; then
 fi
 cargo pgrx install --pg-config "$PG_CONFIG" --no-default-features --features "pg$PG_MAJOR" "$@"
 cp sql/uhok_embed--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
+# The models live in one folder for every major (install-models.sh): a major installed next to
+# one that has them (before pg_upgrade, say) finds them at its default path at once.
+if [ -L "$UHOK_MODEL_STORE/model" ] && [ ! -e "$PG_SHAREDIR/uhok_embed" ]; then
+    "$here/install-models.sh" --link
+fi

@@ -4,11 +4,12 @@
 : "${PGRX_VERSION:=0.18.1}"
 : "${PG_OS_USER:=pgtest}"                      # owns throwaway clusters when we run as root
 : "${UHOK_CACHE:=$HOME/.cache/uhok_embed}"     # downloaded wheels, the Python venv
+: "${UHOK_MODEL_STORE:=/var/lib/uhok_embed}"   # the models, one folder for every major (install-models.sh)
 : "${VENV:=$UHOK_CACHE/venv}"
 # cargo pgrx adds a linker flag unless this is set; keep it the same everywhere or every
 # command rebuilds from scratch.
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND=1
-export PG_CONFIG PGRX_VERSION PG_OS_USER UHOK_CACHE VENV
+export PG_CONFIG PGRX_VERSION PG_OS_USER UHOK_CACHE UHOK_MODEL_STORE VENV
 PG_BINDIR=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 PG_SHAREDIR=$("$PG_CONFIG" --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
 # The major PG_CONFIG names: 15 is Debian's; others come from scripts/pg-server.sh (issue 26).

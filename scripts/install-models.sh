@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Installs embedding models under PostgreSQL's share directory, where uhok_embed's default
-# uhok_embed.model_path ('$sharedir/uhok_embed/model') finds them:
+# Installs embedding models where uhok_embed's default uhok_embed.model_path
+# ('$sharedir/uhok_embed/model') finds them, in one folder for every PostgreSQL major:
 #
-#   $sharedir/uhok_embed/models/<name>/   one sentence-transformers folder per model
-#   $sharedir/uhok_embed/model            symlink to the default one
+#   $UHOK_MODEL_STORE/models/<name>/   one sentence-transformers folder per model
+#                                      (UHOK_MODEL_STORE defaults to /var/lib/uhok_embed)
+#   $UHOK_MODEL_STORE/model            symlink to the default one
+#   $sharedir/uhok_embed               symlink to $UHOK_MODEL_STORE, for the major $PG_CONFIG names
+#
+# Why not in $sharedir itself: the share directory belongs to one major, and pg_upgrade to the
+# next runs the new major's binaries, whose $sharedir had no models: every call failed after the
+# upgrade. With the link, installing uhok_embed for the new major (build-extension.sh links it)
+# is all the models need, and they are the same files, so the rows' model versions still match.
+# A $sharedir/uhok_embed folder left by an earlier version of this script is moved into the
+# store the first time (any model whose name the store already has stays behind, renamed).
 #
 # The product's model, paraphrase-multilingual-MiniLM-L12-v2, comes from the Hugging Face hub
 # ($HF_ENDPOINT, default https://huggingface.co; https_proxy is honoured) where it is reachable,
@@ -20,7 +29,10 @@
 #                                                           model's in a hub cache snapshot;
 #                                                           UHOK_MODEL_NAME=... to choose)
 #        install-models.sh --default NAME [DEST]            make models/NAME the default
-# DEST defaults to $sharedir/uhok_embed.
+#        install-models.sh --link                           only link $sharedir/uhok_embed to
+#                                                           the store (a newly installed major)
+# DEST defaults to $UHOK_MODEL_STORE, and then $sharedir/uhok_embed is linked to it; a DEST
+# given is used as it is, and nothing is linked.
 #
 # The default (the link) is chosen once and then kept: a run without --no-hub makes the product
 # model the default when it is installed and the default is missing or the stand-in that an
@@ -44,12 +56,60 @@ case "${1:-}" in
 --hub-only|--no-hub) mode=${1#--}; shift ;;
 --from) mode=from; from=${2:?usage: install-models.sh --from FOLDER [DEST]}; shift 2 ;;
 --default) mode=default; choose=${2:?usage: install-models.sh --default NAME [DEST]}; shift 2 ;;
--*) echo "usage: install-models.sh [--hub-only | --no-hub | --from FOLDER | --default NAME] [DEST]" >&2; exit 2 ;;
+--link) mode=link; shift ;;
+-*) echo "usage: install-models.sh [--hub-only | --no-hub | --from FOLDER | --default NAME | --link] [DEST]" >&2; exit 2 ;;
 esac
-dest=${1:-$PG_SHAREDIR/uhok_embed}
+dest=${1:-$UHOK_MODEL_STORE}
+link_share=0
+[ $# -gt 0 ] || link_share=1
 models=$dest/models
-mkdir -p "$models" "$UHOK_CACHE/wheels"
 log() { printf '==> %s\n' "$*" >&2; }
+
+# Makes $sharedir/uhok_embed a link to the store, moving in what an earlier version of this
+# script installed there.
+link_share_dir() {
+    local share=$PG_SHAREDIR/uhok_embed entry name
+    mkdir -p "$dest/models"
+    if [ -L "$share" ]; then
+        if [ "$(readlink -f "$share")" != "$(readlink -f "$dest")" ]; then
+            echo "install-models.sh: $share is a link to $(readlink "$share"), not to $dest: remove it, or set UHOK_MODEL_STORE to where it points" >&2
+            exit 1
+        fi
+        return 0
+    fi
+    if [ -d "$share" ]; then
+        log "moving the models in $share into $dest (one folder for every PostgreSQL major)"
+        for entry in "$share"/models/* "$share"/models/.[!.]*; do
+            [ -e "$entry" ] || [ -L "$entry" ] || continue
+            name=$(basename "$entry")
+            # A download or copy left by a killed run is not worth keeping.
+            case "$name" in .download.*|.copy.*) rm -rf "$entry"; continue ;; esac
+            [ -e "$dest/models/$name" ] || mv "$entry" "$dest/models/$name"
+        done
+        # The default and the DBA's choice move only where the store has none yet.
+        if [ ! -L "$dest/model" ] && [ -L "$share/model" ]; then
+            mv "$share/model" "$dest/model"
+            [ ! -e "$share/.chosen" ] || mv "$share/.chosen" "$dest/.chosen"
+        elif [ -L "$share/model" ] && [ "$(readlink "$share/model")" != "$(readlink "$dest/model")" ]; then
+            log "the default stays $dest's ($(readlink "$dest/model")), not $share's ($(readlink "$share/model"))"
+        fi
+        rm -f "$share/model" "$share/.chosen"
+        rmdir "$share/models" 2>/dev/null || true
+        # Swapped with the least time without a folder: aside, then the link in its place.
+        local aside=$share.before-store
+        [ ! -e "$aside" ] || aside=$share.before-store.$$
+        mv "$share" "$aside"
+        ln -s "$dest" "$share"
+        if rmdir "$aside" 2>/dev/null; then :; else
+            log "models whose names $dest already had are left in $aside: compare, then remove it"
+        fi
+    else
+        ln -sfn "$dest" "$share"
+    fi
+    log "$share -> $dest"
+}
+mkdir -p "$models" "$UHOK_CACHE/wheels"
+[ "$link_share" = 0 ] && [ "$mode" != link ] || link_share_dir
 
 PRODUCT=paraphrase-multilingual-MiniLM-L12-v2
 STAND_IN=multilingual-e5-small-fixture
@@ -204,6 +264,9 @@ current_default() {  # the default's name, empty when there is none or the link 
 
 why=
 case "$mode" in
+link)
+    why="kept (--link changes no model)"
+    ;;
 from)
     install_from_folder "$from"
     set_default "$installed_name"
@@ -248,6 +311,10 @@ esac
 chmod -R a+rX "$dest"
 
 default=$(current_default)
+if [ -z "$default" ]; then
+    log "no default model in $dest yet: run scripts/install-models.sh"
+    exit 0
+fi
 log "default model: $default ($dest/model -> models/$default): $why"
 if [ "$default" = "$STAND_IN" ]; then
     cat >&2 <<EOF

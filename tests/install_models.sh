@@ -17,7 +17,12 @@
 #     a hub cache snapshot is named after its model; a folder missing a file, or holding a Git
 #     LFS pointer, is refused, naming the file, and changes nothing;
 #   - --default NAME switches, and later runs keep it, even the stand-in; --hub-only without
-#     the hub fails with the reason.
+#     the hub fails with the reason;
+#   - without DEST (issue 26), into the store ($UHOK_MODEL_STORE) with each major's
+#     $sharedir/uhok_embed linked to it, through a fake pg_config per major: a share folder left
+#     by an earlier version is moved in, default and choice included; a second major is linked
+#     with --link; a model whose name the store already has stays behind, renamed, and is said;
+#     a share link to elsewhere is refused and left alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../scripts/common.sh"
@@ -138,5 +143,49 @@ new_dest 4
 status=0; out=$(HF_ENDPOINT=$no_hub install --hub-only) || status=$?
 check "--hub-only without the hub fails" 1 "$status"
 contains "... with the reason" "$out" "is not reachable: .*refused"
+
+# --- one store for every major (issue 26) ---
+store=$work/store
+fake_major() {  # fake_major N: a pg_config whose share directory is $work/share-N
+    mkdir -p "$work/share-$1"
+    printf '#!/bin/sh\ncase "$1" in --sharedir) echo %s ;; --bindir) echo /nonexistent ;; --version) echo "PostgreSQL %s.0" ;; esac\n' \
+        "$work/share-$1" "$1" > "$work/pg_config-$1"
+    chmod +x "$work/pg_config-$1"
+}
+in_store() { PG_CONFIG=$work/pg_config-$1 UHOK_MODEL_STORE=$store "$here/../scripts/install-models.sh" "${@:2}" 2>&1; }
+fake_major 15
+dest=$work/share-15/uhok_embed   # what an earlier version installed: a folder of its own
+mkdir -p "$dest/models"
+cp -r "$installed/all-MiniLM-L6-v2" "$installed/multilingual-e5-small-fixture" "$dest/models/"
+ln -s models/all-MiniLM-L6-v2 "$dest/model"
+touch "$dest/.chosen"
+out=$(in_store 15 --no-hub)
+check "no DEST: the share folder becomes a link to the store" "$store" "$(readlink "$work/share-15/uhok_embed")"
+check "... its models moved in" "all-MiniLM-L6-v2 multilingual-e5-small-fixture" "$(ls "$store/models" | xargs)"
+check "... its default and the DBA's choice with them" "models/all-MiniLM-L6-v2 yes" \
+    "$(readlink "$store/model") $([ -e "$store/.chosen" ] && echo yes)"
+check "... and nothing left behind" "" "$(ls -d "$work/share-15"/uhok_embed.* 2>/dev/null || true)"
+check "... the model still found at the default path" "$(cat "$installed/all-MiniLM-L6-v2/config.json")" \
+    "$(cat "$work/share-15/uhok_embed/model/config.json")"
+fake_major 18
+out=$(in_store 18 --link)
+check "--link: a second major's share dir is linked to the same store" "$store" "$(readlink "$work/share-18/uhok_embed")"
+contains "... and says which default it finds" "$out" "default model: all-MiniLM-L6-v2"
+fake_major 16
+mkdir -p "$work/share-16/uhok_embed/models/all-MiniLM-L6-v2" "$work/share-16/uhok_embed/models/other"
+echo different > "$work/share-16/uhok_embed/models/all-MiniLM-L6-v2/config.json"
+echo other > "$work/share-16/uhok_embed/models/other/config.json"
+out=$(in_store 16 --link)
+check "a share folder whose model name the store has: the store's copy is kept" \
+    "$(cat "$installed/all-MiniLM-L6-v2/config.json") other" \
+    "$(cat "$store/models/all-MiniLM-L6-v2/config.json") $(cat "$store/models/other/config.json")"
+check "... the other one stays behind, renamed" different \
+    "$(cat "$work/share-16/uhok_embed.before-store/models/all-MiniLM-L6-v2/config.json")"
+contains "... and the script says where" "$out" "left in $work/share-16/uhok_embed.before-store"
+fake_major 17
+ln -s "$work/elsewhere" "$work/share-17/uhok_embed"
+status=0; out=$(in_store 17 --link) || status=$?
+check "a share link to another folder is refused and kept" "1 $work/elsewhere" "$status $(readlink "$work/share-17/uhok_embed")"
+contains "... saying why" "$out" "is a link to $work/elsewhere, not to $store"
 
 exit $fail
