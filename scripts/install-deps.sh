@@ -3,8 +3,9 @@
 # Idempotent: each step is skipped when its result is already there, so the demo, the tests
 # and the Dockerfile can all call it.
 #
-#   PostgreSQL 15 + server headers, clang (bindgen), pgvector (built from Debian trixie's
-#   source package: bookworm has none), cargo-pgrx 0.18.1.
+#   PostgreSQL 15 + server headers (unless PG_CONFIG names another server, whose headers must be
+#   there), clang (bindgen), pgvector (built from Debian trixie's source package for $PG_CONFIG's
+#   server when it has none: bookworm has none), cargo-pgrx 0.18.1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -12,9 +13,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 log() { printf '==> %s\n' "$*" >&2; }
 
 # --- Debian packages ---------------------------------------------------------------------------
+pkgs=(libclang-dev clang pkg-config build-essential dpkg-dev xz-utils unzip ca-certificates python3-venv)
+# Debian's PostgreSQL 15 only where it is the server to build for (the default): on a server of
+# another major (docs/runbooks.md), its own headers are used and no second server is installed.
+if [ "$PG_CONFIG" = /usr/lib/postgresql/15/bin/pg_config ]; then
+    pkgs+=(postgresql-15 postgresql-server-dev-15)
+fi
 need_pkgs=()
-for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config build-essential \
-         dpkg-dev xz-utils unzip ca-certificates python3-venv; do
+for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -24,6 +30,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 # Debian's postgresql package starts a cluster of its own on 5432; we never use it.
+if [ ! -f "$("$PG_CONFIG" --includedir-server 2>/dev/null)/postgres.h" ]; then
+    echo "install-deps.sh: $PG_CONFIG has no server headers: install them (Debian and PGDG: postgresql-server-dev-$PG_MAJOR)" >&2
+    exit 1
+fi
 
 # --- pgvector ----------------------------------------------------------------------------------
 if [ ! -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ]; then

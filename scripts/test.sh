@@ -96,7 +96,15 @@ PGUSER=postgres "$regress" --host="$cluster" --port="$port" --bindir="$PG_BINDIR
 status=${PIPESTATUS[0]}
 log=$logs/pg_regress.log
 if [ $status != 0 ]; then head -n 200 "$outdir/regression.diffs" 2>/dev/null; fi
-counted "pg_regress" "$status" "$(grep -c '^test .* ok ' "$log")" "$(grep -c '^test .* FAILED ' "$log")"
+# Two formats: "test 01_install ... ok" (15's pg_regress) and "ok 1 - 01_install" (16 and
+# later). A run that counted fewer tests than there are files failed, whatever it says.
+regress_passed=$(grep -cE '^(test .* ok |ok [0-9]+ )' "$log")
+regress_failed=$(grep -cE '^(test .* FAILED |not ok [0-9]+ )' "$log")
+if [ $((regress_passed + regress_failed)) != "$(wc -w <<< "$tests")" ]; then
+    echo "pg_regress: $((regress_passed + regress_failed)) results for $(wc -w <<< "$tests") files"
+    status=1
+fi
+counted "pg_regress" "$status" "$regress_passed" "$regress_failed"
 readme_args=(--host "$cluster" --port "$port")
 [ "${UHOK_SQL_ONLY:-0}" = 1 ] || readme_args+=(--cargo-log "$logs/cargo-test.log")
 python3 tests/readme_examples.py "${readme_args[@]}"
