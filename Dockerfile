@@ -35,4 +35,6 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/lib/postgresql/${PG_MAJOR}/lib/uhok_embed.so /usr/lib/postgresql/${PG_MAJOR}/lib/
 COPY --from=build /usr/share/postgresql/${PG_MAJOR}/extension/uhok_embed* /usr/share/postgresql/${PG_MAJOR}/extension/
-COPY --from=build /usr/share/postgresql/${PG_MAJOR}/uhok_embed /usr/share/postgresql/${PG_MAJOR}/uhok_embed
+# The models live outside the major's share directory (README, Models), linked from it.
+COPY --from=build /var/lib/uhok_embed /var/lib/uhok_embed
+RUN ln -s /var/lib/uhok_embed "/usr/share/postgresql/${PG_MAJOR}/uhok_embed"

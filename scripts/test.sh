@@ -11,8 +11,9 @@
 #      limits (tests/address_space.sh), logical replication of attached tables
 #      (tests/logical_replication.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); that no
 #      released SQL script was edited (tests/released_scripts.sh); how install-models.sh
-#      chooses the default model (tests/install_models.sh), and that this run left the
-#      server's default model as it was
+#      chooses the default model (tests/install_models.sh); the DBA's runbooks as written
+#      (tests/runbooks.sh, docs/runbooks.md); and that this run left the server's default
+#      model as it was
 #   4. the recipe backend's Python client (clients/python): mypy --strict, and pytest against
 #      a cluster of its own with real pgvector and the extension (SQLAlchemy: asyncpg, psycopg 3)
 #   5. hadolint on the Dockerfile
@@ -139,6 +140,8 @@ bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 bash tests/install_models.sh
 result "tests/install_models.sh" $?
+bash tests/runbooks.sh $((port + 8))
+result "tests/runbooks.sh (docs/runbooks.md as written)" $?
 python3 tests/rust_version.py
 result "tests/rust_version.py" $?
 # A test run leaves the server's default model as it found it (set if there was none).

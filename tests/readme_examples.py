@@ -265,7 +265,7 @@ def main():
 
     # Every file a newcomer may open is named in the README.
     named = []
-    for folder in ("scripts", "bench", "demo", "tests", "tests/concurrency", "sql", "src",
+    for folder in ("scripts", "bench", "demo", "docs", "tests", "tests/concurrency", "sql", "src",
                    "crates/embed-core/src", "clients/python/src/uhok_embed_client", "clients/python/tests"):
         for f in sorted(os.listdir(folder)):
             path = os.path.join(folder, f)
