@@ -88,7 +88,7 @@ throwaway_cluster regress "$port"
 outdir=$(mktemp -d)
 set +e
 regress=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
-# The PyPI wheel's pg_regress (PostgreSQL 16 and 18) crashes on start; pg_regress only drives
+# The PyPI wheel's pg_regress for PostgreSQL 18 crashes on start; pg_regress only drives
 # psql, so Debian's 15 drives this major's psql (--bindir) instead.
 "$regress" --version >/dev/null 2>&1 || regress=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
 tests=$(ls tests/pg_regress/sql | sed -n 's/\.sql$//p' | sort)
