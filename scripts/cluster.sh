@@ -15,10 +15,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
-as_owner() {  # from /, which the cluster's owner can always enter
-    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u "$PG_OS_USER" -- "$@"); else "$@"; fi
-}
-
 init_cluster() {
     port=${1:?port}
     mkdir -p "$dir"

@@ -34,6 +34,12 @@ ensure_bench_venv() {
         "$BENCH_VENV/bin/pip" install -q torch sentence-transformers fastapi uvicorn psycopg2-binary
 }
 
+# Runs a command as the clusters' OS user when we are root (PostgreSQL refuses root), from /,
+# which that user can always enter.
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u "$PG_OS_USER" -- "$@"); else "$@"; fi
+}
+
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # A throwaway cluster for the calling script, stopped and deleted when it exits; sets $cluster.
 throwaway_cluster() {  # throwaway_cluster NAME PORT

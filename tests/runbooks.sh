@@ -88,10 +88,9 @@ run_block() {  # run_block FILE: runs it as the runbook says, its output in $out
     *.root)
         (cd "$root" && HF_ENDPOINT=http://127.0.0.1:9 bash -euo pipefail -c "$code") >"$out" 2>&1 || status=$? ;;
     *.server)
-        # From /, which the server's OS user can enter; its output in a file, not a pipe (a
-        # restarted postmaster keeps stderr open).
-        (cd / && runuser -u "$PG_OS_USER" -- env -u RUST_BACKTRACE PGDATA="$cluster/data" PGHOST="$cluster" \
-            PGPORT="$port" PGUSER=postgres PATH="$PG_BINDIR:$PATH" bash -euo pipefail -c "$code") >"$out" 2>&1 || status=$? ;;
+        # Its output in a file, not a pipe (a restarted postmaster keeps stderr open).
+        as_owner env -u RUST_BACKTRACE PGDATA="$cluster/data" PGHOST="$cluster" PGPORT="$port" \
+            PGUSER=postgres PATH="$PG_BINDIR:$PATH" bash -euo pipefail -c "$code" >"$out" 2>&1 || status=$? ;;
     esac
     check "block $(basename "$file") exits 0" 0 "$status"
     [ "$status" = 0 ] || sed 's/^/    /' "$out" | tail -n 20
