@@ -6,8 +6,9 @@
 #   3. concurrency scripts on the same cluster (tests/concurrency/); on clusters of their own
 #      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
 #      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
-#      symlink under running sessions (tests/model_switch.sh), huge inputs, bounded
-#      settings and cancels (tests/limits.sh), the worst inputs under shrinking address-space
+#      symlink under running sessions (tests/model_switch.sh), the cluster-wide statistics
+#      (tests/stats.sh), huge inputs, bounded settings and cancels (tests/limits.sh), the
+#      worst inputs under shrinking address-space
 #      limits (tests/address_space.sh), logical replication of attached tables
 #      (tests/logical_replication.sh), ALTER EXTENSION UPDATE (tests/upgrade.sh); that no
 #      released SQL script was edited (tests/released_scripts.sh); how install-models.sh
@@ -117,6 +118,8 @@ for t in tests/concurrency/*.sh; do
 done
 bash tests/preload.sh $((port + 1))
 result "tests/preload.sh" $?
+bash tests/stats.sh $((port + 1))
+result "tests/stats.sh (uhok_embed_stats across sessions, preloaded)" $?
 bash tests/model_files.sh $((port + 3))
 result "tests/model_files.sh" $?
 bash tests/limits.sh $((port + 4))
@@ -137,6 +140,8 @@ UHOK_UPGRADE_FROM=0.4.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.4.0)" $?
 UHOK_UPGRADE_FROM=0.5.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.5.0)" $?
+UHOK_UPGRADE_FROM=0.6.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.6.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 bash tests/install_models.sh

@@ -56,7 +56,7 @@ BEGIN
          WHERE %2$I IS NOT NULL AND (%1$I::bigint = ANY ($2)) IS NOT TRUE
          ORDER BY %2$I OPERATOR(%4$I.<->) $1 LIMIT $3 OFFSET $4',
         id_column, vector_column, tbl, uhok_embed_internal.uhok_embed_vector_schema())
-    USING uhok_embed_internal.uhok_embed(query),
+    USING uhok_embed_internal.uhok_embed_as('search', query),
           ARRAY(SELECT x FROM unnest(exclude_ids) AS x WHERE x IS NOT NULL),
           top_k, page::bigint * top_k;
 END

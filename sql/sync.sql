@@ -96,7 +96,7 @@ BEGIN
     -- In batch mode the vector stays NULL until the statement trigger fills it, before the
     -- statement ends; nobody else ever sees the pending row.
     changes := jsonb_build_object(vector_column,
-        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE uhok_embed_internal.uhok_embed(new_text)::text END);
+        CASE WHEN batch_mode OR new_text IS NULL THEN NULL ELSE uhok_embed_internal.uhok_embed_as('trigger', new_text)::text END);
     IF version_column IS NOT NULL THEN
         changes := changes || jsonb_build_object(version_column, uhok_embed_internal.uhok_embed_version());
     END IF;
@@ -182,7 +182,7 @@ BEGIN
                       FROM uhok_embed_new_rows WHERE %3$I IS NULL AND %2$I IS NOT NULL) AS all_pending
                 WHERE uhok_ord > $1 AND uhok_ord <= $1 + $2),
             e AS (SELECT v, ord + $1 AS uhok_ord
-                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch_as('trigger', ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
                        WITH ORDINALITY AS u(v, ord))
             UPDATE %4$s AS t SET %3$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)
@@ -526,7 +526,7 @@ BEGIN
                 FROM %2$s
                 WHERE ctid >= $1 AND ctid < $2 AND (%3$s)),
             e AS (SELECT v, ord AS uhok_ord
-                  FROM unnest(uhok_embed_internal.uhok_embed_batch(ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
+                  FROM unnest(uhok_embed_internal.uhok_embed_batch_as('backfill', ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
                        WITH ORDINALITY AS u(v, ord))
             UPDATE %2$s AS t SET %4$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)

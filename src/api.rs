@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
+use crate::stats::{self, Function};
 use crate::vector::Vector;
 use crate::{error, gucs, model_cache, query_cache};
 
@@ -25,12 +26,20 @@ use crate::{error, gucs, model_cache, query_cache};
 /// STRICT: NULL in gives NULL out. PARALLEL SAFE: each worker loads the model itself.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn uhok_embed(input: &str, normalize: default!(bool, true)) -> Vector {
+    embed_as(Function::Embed, input, normalize)
+}
+
+/// uhok_embed() counted in uhok_embed_stats as `function`'s (the row trigger, uhok_search).
+pub fn embed_as(function: Function, input: &str, normalize: bool) -> Vector {
+    let mut call = stats::Call::start(function);
     let model = model_cache::get();
+    call.model(model.version_str());
     let vector = query_cache::get_or_insert(input, normalize, gucs::cache_size(), || {
-        model_cache::record(1, 1);
-        model.embed(input, normalize)
+        model.embed_counted(input, normalize, &mut call.usage)
     });
-    Vector(vector.unwrap_or_else(|e| error::raise(e, None)))
+    let vector = vector.unwrap_or_else(|e| error::raise(e, None));
+    finish(call, 1, model.max_seq_length(), |_| Some(input));
+    Vector(vector)
 }
 
 /// `uhok_embed_batch(inputs text[], normalize boolean DEFAULT true) RETURNS vector[]`
@@ -48,7 +57,19 @@ pub fn uhok_embed_batch(
     inputs: pgrx::Array<'_, &str>,
     normalize: default!(bool, true),
 ) -> Vec<Option<Vector>> {
+    embed_batch_as(Function::EmbedBatch, inputs, normalize)
+}
+
+/// uhok_embed_batch() counted in uhok_embed_stats as `function`'s (the batch-mode trigger,
+/// backfill).
+pub fn embed_batch_as(
+    function: Function,
+    inputs: pgrx::Array<'_, &str>,
+    normalize: bool,
+) -> Vec<Option<Vector>> {
+    let mut call = stats::Call::start(function);
     let model = model_cache::get();
+    call.model(model.version_str());
     if inputs.len() > embed_core::MAX_TEXTS_PER_CALL {
         error::raise(
             embed_core::EmbedError::TooManyTexts {
@@ -64,15 +85,21 @@ pub fn uhok_embed_batch(
     texts.extend(inputs.iter());
     let mut present = vec_for(texts.len());
     present.extend(texts.iter().flatten().copied());
-    let mut passes = 0;
     let vectors = model
-        .embed_many(&present, normalize, gucs::batch_size(), || {
+        .embed_many_counted(
+            &present,
+            normalize,
+            gucs::batch_size(),
             // Between chunks, so statement_timeout and pg_cancel_backend stop a long batch.
-            check_for_interrupts!();
-            passes += 1;
-        })
+            || {
+                check_for_interrupts!();
+            },
+            &mut call.usage,
+        )
         .unwrap_or_else(|e| error::raise(e, None));
-    model_cache::record(present.len(), passes);
+    finish(call, present.len(), model.max_seq_length(), |i| {
+        present.get(i).copied()
+    });
     let mut vectors = vectors.into_iter();
     let mut out = vec_for(texts.len());
     out.extend(
@@ -81,6 +108,21 @@ pub fn uhok_embed_batch(
             .map(|input| input.and_then(|_| vectors.next()).map(Vector)),
     );
     out
+}
+
+/// Counts a call of `texts` texts that succeeded: in this backend's figures (uhok_embed_info:
+/// texts the model embedded), in uhok_embed_stats (texts given, cache hits included), and logs
+/// its truncated texts if uhok_embed.log_truncated asks.
+fn finish<'a>(
+    mut call: stats::Call,
+    texts: usize,
+    max_seq_length: usize,
+    text_at: impl Fn(usize) -> Option<&'a str>,
+) {
+    model_cache::record(call.usage.texts, call.usage.forward_passes);
+    stats::log_truncated(&call.usage, max_seq_length, text_at);
+    call.usage.texts = texts as u64;
+    call.finish();
 }
 
 /// An empty Vec with room for `len` elements, or ERROR 53200 if that cannot be had.
@@ -127,6 +169,8 @@ fn uhok_embed_info(load: default!(bool, true)) -> JsonB {
         "precision": gucs::precision().name(),
         "normalize": true,
         "batch_size": gucs::batch_size(),
+        // This backend's own figures; the server's are in the view.
+        "stats_view": "uhok_embed_stats",
         "texts_embedded": counts.texts,
         "forward_passes": counts.forward_passes,
         "cache": {

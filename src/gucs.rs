@@ -14,6 +14,36 @@ static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
 static PRECISION: GucSetting<Precision> = GucSetting::<Precision>::new(Precision::Fp32);
+static STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static STATS_MAX: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static LOG_TRUNCATED: GucSetting<LogLevel> = GucSetting::<LogLevel>::new(LogLevel::Off);
+
+/// uhok_embed.log_truncated: the level at which a truncated text is logged.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogLevel {
+    #[name = c"off"]
+    Off,
+    #[name = c"debug1"]
+    Debug1,
+    #[name = c"log"]
+    Log,
+    #[name = c"notice"]
+    Notice,
+    #[name = c"warning"]
+    Warning,
+}
+
+impl LogLevel {
+    pub fn level(self) -> Option<pgrx::PgLogLevel> {
+        match self {
+            LogLevel::Off => None,
+            LogLevel::Debug1 => Some(pgrx::PgLogLevel::DEBUG1),
+            LogLevel::Log => Some(pgrx::PgLogLevel::LOG),
+            LogLevel::Notice => Some(pgrx::PgLogLevel::NOTICE),
+            LogLevel::Warning => Some(pgrx::PgLogLevel::WARNING),
+        }
+    }
+}
 
 /// Arithmetic of the forward pass's matrix products.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -91,6 +121,40 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // Like pg_stat_statements.track: only a superuser may stop the counting others rely on.
+    GucRegistry::define_bool_guc(
+        c"uhok_embed.stats",
+        c"Counts calls, texts, errors and latency in uhok_embed_stats.",
+        c"On by default; the cost is an LWLock taken shared and a few atomic additions per call (bench/stats_overhead.sh).",
+        &STATS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // Sizes shared memory, so it is read once at server start (about 1 kB per entry), and exists
+    // only when the library is preloaded: PostgreSQL refuses a PGC_POSTMASTER setting defined
+    // later (FATAL), as pg_stat_statements.max is.
+    // SAFETY: a plain read of a PostgreSQL global that is set while preload libraries load.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+        c"uhok_embed.stats_max",
+        c"Entries (database x role x model version x function) uhok_embed_stats keeps.",
+        c"When the table is full, the entry with the fewest calls gives way (uhok_embed_stats_info.dealloc counts them). About 1 kB each, in shared memory when uhok_embed is in shared_preload_libraries.",
+        &STATS_MAX,
+        10,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    }
+    // PGC_SUSET: at LOG it writes the start of users' texts to the server log.
+    GucRegistry::define_enum_guc(
+        c"uhok_embed.log_truncated",
+        c"Level at which a text longer than the model's max_seq_length is reported (off, debug1, log, notice, warning).",
+        c"The message gives the text's size and its first 80 characters; at most 10 texts per call, then a count.",
+        &LOG_TRUNCATED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }
 
 /// The model path as set, `$sharedir` not yet expanded.
@@ -116,4 +180,17 @@ pub fn cache_size() -> usize {
 
 pub fn precision() -> Precision {
     PRECISION.get()
+}
+
+pub fn stats_enabled() -> bool {
+    STATS.get()
+}
+
+/// uhok_embed.stats_max (only set under shared_preload_libraries).
+pub fn stats_max() -> usize {
+    STATS_MAX.get().clamp(10, 100_000) as usize
+}
+
+pub fn log_truncated() -> LogLevel {
+    LOG_TRUNCATED.get()
 }

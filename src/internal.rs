@@ -12,7 +12,11 @@
 
 use pgrx::prelude::*;
 
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
 use crate::api;
+use crate::stats::Function;
 use crate::vector::Vector;
 
 // The SQL is written out because pgrx places a function in another schema only through a
@@ -47,4 +51,41 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_version_wrapper';
 "#)]
 pub fn internal_uhok_embed_version() -> String {
     api::uhok_embed_version()
+}
+
+// The same, counted in uhok_embed_stats under the caller's name ('trigger', 'backfill',
+// 'search') rather than as the user's own uhok_embed() calls.
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION uhok_embed_internal.uhok_embed_as(caller text, input text) RETURNS vector
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_as_wrapper';
+"#)]
+pub fn internal_uhok_embed_as(caller: &str, input: &str) -> Vector {
+    api::embed_as(function(caller), input, true)
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION uhok_embed_internal.uhok_embed_batch_as(caller text, inputs text[]) RETURNS vector[]
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'internal_uhok_embed_batch_as_wrapper';
+"#)]
+pub fn internal_uhok_embed_batch_as(
+    caller: &str,
+    inputs: pgrx::Array<'_, &str>,
+) -> Vec<Option<Vector>> {
+    api::embed_batch_as(function(caller), inputs, true)
+}
+
+fn function(caller: &str) -> Function {
+    Function::from_caller(caller).unwrap_or_else(|| {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown caller \"{caller}\""),
+            "uhok_embed",
+        )
+        .set_hint("The extension's own SQL passes 'trigger', 'backfill' or 'search'.")
+        .report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    })
 }

@@ -13,6 +13,8 @@ mod internal;
 mod model_cache;
 mod query_cache;
 mod snapshots;
+mod stats;
+mod stats_sql;
 mod sync;
 mod sync_trigger;
 mod vector;
@@ -89,6 +91,7 @@ pub extern "C-unwind" fn _PG_init() {
     embed_core::interrupt::set_hook(poll_interrupts);
     // SAFETY: a plain read of a PostgreSQL global that is set while preload libraries load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        stats::request_shared_memory();
         model_cache::preload();
     }
 }

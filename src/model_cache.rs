@@ -75,11 +75,11 @@ pub struct Stats {
     pub forward_passes: u64,
 }
 
-pub fn record(texts: usize, forward_passes: usize) {
+pub fn record(texts: u64, forward_passes: u64) {
     let s = STATS.get();
     STATS.set(Stats {
-        texts: s.texts + texts as u64,
-        forward_passes: s.forward_passes + forward_passes as u64,
+        texts: s.texts + texts,
+        forward_passes: s.forward_passes + forward_passes,
     });
 }
 
@@ -187,7 +187,9 @@ pub fn try_get() -> Result<Rc<Embedder>, LoadError> {
     // Drop the old model first: two multilingual models would be ~1 GB at once.
     LOADED.set(None);
     crate::query_cache::clear();
+    let started = std::time::Instant::now();
     let embedder = Rc::new(setting.load()?);
+    crate::stats::record_load(started.elapsed().as_nanos() as u64);
     LOADED.set(Some(Loaded {
         setting,
         embedder: embedder.clone(),

@@ -9,6 +9,8 @@ pgrx::extension_sql_file!(
         internal::internal_uhok_embed,
         internal::internal_uhok_embed_batch,
         internal::internal_uhok_embed_version,
+        internal::internal_uhok_embed_as,
+        internal::internal_uhok_embed_batch_as,
         sync_trigger::uhok_embed_row_embed
     ]
 );

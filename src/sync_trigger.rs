@@ -135,7 +135,7 @@ fn uhok_embed_row_embed<'a>(
     // statement's AFTER trigger embeds all pending rows together (sql/sync.sql).
     let pending = trigger.extra_args()?.first().is_some_and(|a| a == "batch");
     let vector = text.filter(|_| !pending).map(|text| {
-        let v = api::uhok_embed(&text, true);
+        let v = api::embed_as(crate::stats::Function::Trigger, &text, true);
         let typmod = vector_att.atttypmod;
         if typmod > 0 && typmod as usize != v.0.len() {
             raise(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzz_api;
 pub mod interrupt;
 mod kernels;
+pub mod latency;
 pub mod model;
 pub mod pool;
 pub mod snapshot;
@@ -47,6 +48,26 @@ pub const MAX_TEXTS_PER_CALL: usize = 100_000;
 /// Texts tokenized at a time (their ids: at most 4096 x max_seq_length x 4 bytes, 8 MB at 512
 /// tokens); each window is sorted by length and cut into passes on its own.
 const TOKENIZE_WINDOW_TEXTS: usize = 4096;
+
+/// What embedding calls did, for the extension's statistics (uhok_embed_stats): added to, never
+/// reset, by the `*_counted` functions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Texts that went through a forward pass.
+    pub texts: u64,
+    /// Their tokens, special tokens included, as the model saw them (after truncation).
+    pub tokens: u64,
+    /// Texts longer than max_seq_length tokens: the model saw only their start.
+    pub truncated: u64,
+    pub forward_passes: u64,
+    /// Positions (in the call's input) of the first [`Usage::TRUNCATED_KEPT`] truncated texts,
+    /// for a log line about each.
+    pub truncated_first: Vec<usize>,
+}
+
+impl Usage {
+    pub const TRUNCATED_KEPT: usize = 10;
+}
 
 /// How a model folder is loaded.
 #[derive(Debug, Clone)]
@@ -86,6 +107,8 @@ pub struct Embedder {
     tokenizer_file: Snapshot,
     /// The JSON configuration files as they were when read.
     config_stamps: Vec<(PathBuf, Stamp)>,
+    /// [`Embedder::version`], made once: the extension reads it at every call.
+    version: String,
 }
 
 /// What `uhok_embed_info()` reports about a loaded model.
@@ -181,6 +204,11 @@ impl Embedder {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
+        let precision = match encoder.backend() {
+            Backend::FastBf16 => "+bf16",
+            Backend::Fast | Backend::Candle => "",
+        };
+        let version = format!("{name}@{}{precision}", &weights_snapshot.sha256[..16]);
         Ok(Self {
             requested_dir,
             files,
@@ -192,6 +220,7 @@ impl Embedder {
             weights: weights_snapshot,
             tokenizer_file: tokenizer_snapshot,
             config_stamps,
+            version,
         })
     }
 
@@ -253,7 +282,26 @@ impl Embedder {
         texts: &[&str],
         normalize: bool,
         chunk_size: usize,
+        between_chunks: impl FnMut(),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed_many_counted(
+            texts,
+            normalize,
+            chunk_size,
+            between_chunks,
+            &mut Usage::default(),
+        )
+    }
+
+    /// [`Self::embed_many`], adding what the call did to `usage` (also the part done before an
+    /// error).
+    pub fn embed_many_counted(
+        &self,
+        texts: &[&str],
+        normalize: bool,
+        chunk_size: usize,
         mut between_chunks: impl FnMut(),
+        usage: &mut Usage,
     ) -> Result<Vec<Vec<f32>>> {
         if texts.len() > MAX_TEXTS_PER_CALL {
             return Err(EmbedError::TooManyTexts {
@@ -267,13 +315,20 @@ impl Embedder {
         // Tokenized a window at a time, so that the token ids held at once stay bounded too.
         for (w, window) in texts.chunks(TOKENIZE_WINDOW_TEXTS).enumerate() {
             let first = w * TOKENIZE_WINDOW_TEXTS;
-            self.embed_window(
+            let kept = usage.truncated_first.len();
+            let done = self.embed_window(
                 window,
                 normalize,
                 chunk_size,
                 &mut between_chunks,
                 &mut out[first..],
-            )?;
+                usage,
+            );
+            // embed_window numbers the truncated texts within its window.
+            usage.truncated_first[kept..]
+                .iter_mut()
+                .for_each(|i| *i += first);
+            done?;
         }
         Ok(out)
     }
@@ -327,14 +382,21 @@ impl Embedder {
         chunk_size: usize,
         between_chunks: &mut impl FnMut(),
         out: &mut [Vec<f32>],
+        usage: &mut Usage,
     ) -> Result<()> {
-        let encoded = texts
-            .iter()
-            .map(|t| {
-                interrupt::poll();
-                self.tokenizer.encode(t)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut encoded = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            interrupt::poll();
+            let (ids, truncated) = self.tokenizer.encode_counted(t)?;
+            usage.tokens += ids.len() as u64;
+            if truncated {
+                usage.truncated += 1;
+                if usage.truncated_first.len() < Usage::TRUNCATED_KEPT {
+                    usage.truncated_first.push(i);
+                }
+            }
+            encoded.push(ids);
+        }
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
         let max_tokens = self.tokens_per_pass();
@@ -355,9 +417,11 @@ impl Embedder {
             rest = later;
             between_chunks();
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+            usage.forward_passes += 1;
             for (&i, v) in chunk.iter().zip(self.forward(&rows, normalize)?) {
                 out[i] = v;
             }
+            usage.texts += chunk.len() as u64;
         }
         Ok(())
     }
@@ -389,8 +453,18 @@ impl Embedder {
     }
 
     pub fn embed(&self, text: &str, normalize: bool) -> Result<Vec<f32>> {
+        self.embed_counted(text, normalize, &mut Usage::default())
+    }
+
+    /// [`Self::embed`], adding what it did to `usage`.
+    pub fn embed_counted(
+        &self,
+        text: &str,
+        normalize: bool,
+        usage: &mut Usage,
+    ) -> Result<Vec<f32>> {
         Ok(self
-            .embed_batch(&[text], normalize)?
+            .embed_many_counted(&[text], normalize, 1, || {}, usage)?
             .pop()
             .expect("one input gives one output"))
     }
@@ -401,15 +475,17 @@ impl Embedder {
     /// in bf16 (those vectors differ slightly). It is the hash of the private copy in use, so
     /// it names these weights even after the user's file changed.
     pub fn version(&self) -> Result<String> {
-        let precision = match self.encoder.backend() {
-            Backend::FastBf16 => "+bf16",
-            Backend::Fast | Backend::Candle => "",
-        };
-        Ok(format!(
-            "{}@{}{precision}",
-            self.name,
-            &self.weights.sha256[..16]
-        ))
+        Ok(self.version.clone())
+    }
+
+    /// [`Self::version`], without a copy.
+    pub fn version_str(&self) -> &str {
+        &self.version
+    }
+
+    /// Tokens the model reads of a text; the rest of a longer text is cut off.
+    pub fn max_seq_length(&self) -> usize {
+        self.tokenizer.max_seq_length()
     }
 
     pub fn info(&self) -> ModelInfo {

@@ -157,6 +157,12 @@ impl TextTokenizer {
     /// (60 MB of text aborted the process under a 3 GB limit). See [`prefix_windows`] for why the
     /// tokens kept are exactly those of the whole text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_counted(text).map(|(ids, _)| ids)
+    }
+
+    /// [`Self::encode`], and whether the text had more tokens than the model takes (its end
+    /// was cut off: the vector does not see it).
+    pub fn encode_counted(&self, text: &str) -> Result<(Vec<u32>, bool)> {
         let text = python_strip(text);
         for window in prefix_windows(text, self.max_seq_length) {
             crate::interrupt::poll();
@@ -188,7 +194,9 @@ impl TextTokenizer {
                     }
                 };
             if enough {
-                return Ok(encoding.get_ids().to_vec());
+                // Full, with tokens past the kept ones, or text past the window.
+                let truncated = full && (!matches!(window.cut, Cut::None) || overflow() > 0);
+                return Ok((encoding.get_ids().to_vec(), truncated));
             }
         }
         unreachable!("the last window is always enough")

@@ -268,6 +268,29 @@ fn model_folder_is_read_not_assumed() {
 }
 
 #[test]
+fn usage_counts_texts_tokens_passes_and_truncated_texts() {
+    let embedder = load("all-MiniLM-L6-v2");
+    let max_seq = embedder.info().max_seq_length;
+    let long = "kimchi ".repeat(4 * max_seq);
+    let mut texts: Vec<&str> = vec!["갈비탕"; 99];
+    texts.insert(17, &long);
+    let mut usage = embed_core::Usage::default();
+    embedder
+        .embed_many_counted(&texts, true, 32, || {}, &mut usage)
+        .unwrap();
+    assert_eq!(usage.texts, 100);
+    assert_eq!(usage.forward_passes, 4);
+    assert_eq!(usage.truncated, 1);
+    assert_eq!(usage.truncated_first, vec![17]);
+    let short = embedder.tokenize("갈비탕").unwrap().len() as u64;
+    assert_eq!(usage.tokens, 99 * short + max_seq as u64);
+    // A text of exactly max_seq_length tokens or fewer is not truncated.
+    let mut one = embed_core::Usage::default();
+    embedder.embed_counted("kimchi", true, &mut one).unwrap();
+    assert_eq!((one.texts, one.truncated, one.forward_passes), (1, 0, 1));
+}
+
+#[test]
 fn chunked_embedding_keeps_input_order_and_values() {
     let embedder = load("all-MiniLM-L6-v2");
     let texts: Vec<String> = reference("all-MiniLM-L6-v2.json")
