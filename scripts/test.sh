@@ -142,6 +142,8 @@ UHOK_UPGRADE_FROM=0.5.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.5.0)" $?
 UHOK_UPGRADE_FROM=0.6.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.6.0)" $?
+UHOK_UPGRADE_FROM=0.7.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.7.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 bash tests/install_models.sh

@@ -435,6 +435,15 @@ $$;
 -- next range of pages and return the next state, or NULL after the last range. The state only
 -- carries numbers and the model version, which are used as such (never spliced into SQL
 -- unquoted), so a hand-made state can do no more than the arguments allow.
+--
+-- The walk: each leaf of tbl (a plain table is its own only leaf; a partitioned table's
+-- partitions, found again at each step from tbl, so the state holds only their position) in
+-- ranges of pages, each range one batch and one transaction. A leaf's end is measured when the
+-- walk reaches it, and again when it gets there, so rows added meanwhile are walked too. Rows
+-- that concurrent writes move to pages already walked (an UPDATE of another column writes a
+-- new row version anywhere) would be missed, so after the last leaf the rows still needing
+-- work are counted, and while there are some the walk starts again, up to three passes; what
+-- is left then (rows rewritten as fast as the walk goes) is said, and a second CALL does it.
 CREATE FUNCTION uhok_embed_internal.uhok_embed_backfill_step(tbl regclass, text_column name, vector_column name,
                                          version_column name, batch_size integer, state jsonb)
 RETURNS jsonb
@@ -448,8 +457,12 @@ DECLARE
     all_rows        bigint;
     done            bigint;
     updated         bigint;
+    left_over       bigint;
     started         timestamptz;
     last_notice     timestamptz;
+    leaves          regclass[];
+    leaf            integer;
+    pass            integer;
     pages           bigint;
     rows_per_page   float8;
     pages_per_batch bigint;
@@ -491,33 +504,44 @@ BEGIN
     needs_work := format('(%1$I IS NOT NULL) <> (%2$I IS NOT NULL)%3$s', text_column, vector_column,
         CASE WHEN version_column IS NULL THEN ''
              ELSE format(' OR %I IS DISTINCT FROM %L', version_column, model_version) END);
+    -- The tables that hold the rows: tbl itself, or its leaf partitions (pg_partition_tree
+    -- lists nothing for a table that is not partitioned; foreign partitions have no pages to
+    -- walk, and their rows are left to the server that holds them).
+    leaves := ARRAY(SELECT c.oid FROM pg_catalog.pg_class c
+                    WHERE c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) AS p WHERE p.isleaf
+                                    UNION ALL SELECT tbl)
+                      AND c.relkind = 'r' ORDER BY c.oid);
 
     IF state IS NULL THEN
         EXECUTE format('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s', needs_work, tbl) INTO total, all_rows;
         RAISE NOTICE 'uhok_embed_backfill: % rows of % to embed with %', total, tbl, model_version;
-        IF total = 0 THEN
+        IF total = 0 OR cardinality(leaves) = 0 THEN
             RETURN NULL;
         END IF;
-        -- Walk the table once in ranges of pages sized to hold about batch_size rows, committing
-        -- after each, so a cancelled run keeps what it did and a second run only revisits rows
-        -- that still need work. (Asking "the next batch_size rows needing work" instead would
-        -- scan the table from the start for every batch.)
-        pages := pg_relation_size(tbl) / current_setting('block_size')::bigint;
+        -- Walk the tables once in ranges of pages sized to hold about batch_size rows,
+        -- committing after each, so a cancelled run keeps what it did and a second run only
+        -- revisits rows that still need work. (Asking "the next batch_size rows needing work"
+        -- instead would scan the table from the start for every batch.)
+        pages := (SELECT sum(pg_catalog.pg_relation_size(l)) FROM unnest(leaves) AS l) / current_setting('block_size')::bigint;
         rows_per_page := all_rows::float8 / greatest(pages, 1);
         pages_per_batch := greatest(1, floor(batch_size / greatest(rows_per_page, 1)))::bigint;
         RETURN jsonb_build_object('model_version', model_version, 'total', total, 'done', 0,
-                                  'pages', pages, 'pages_per_batch', pages_per_batch, 'first_page', 0,
+                                  'leaf', 0, 'pass', 1,
+                                  'pages', pg_catalog.pg_relation_size(leaves[1]) / current_setting('block_size')::bigint,
+                                  'pages_per_batch', pages_per_batch, 'first_page', 0,
                                   'started', clock_timestamp(), 'last_notice', clock_timestamp());
     END IF;
 
     total := (state->>'total')::bigint;
     done := (state->>'done')::bigint;
+    leaf := (state->>'leaf')::integer;
+    pass := (state->>'pass')::integer;
     pages := (state->>'pages')::bigint;
     pages_per_batch := (state->>'pages_per_batch')::bigint;
     first_page := (state->>'first_page')::bigint;
     started := (state->>'started')::timestamptz;
     last_notice := (state->>'last_notice')::timestamptz;
-    IF first_page < pages THEN
+    IF leaf < cardinality(leaves) AND first_page < pages THEN
         -- A row whose text changed since it was read is skipped (t.text = n.text): the trigger
         -- that changed it embeds it. Vector and version are written together, from one model.
         EXECUTE format($q$
@@ -532,29 +556,55 @@ BEGIN
             FROM n JOIN e USING (uhok_ord)
             WHERE t.ctid = n.uhok_tid AND t.%1$I::text IS NOT DISTINCT FROM n.uhok_text
             $q$,
-            text_column, tbl, needs_work, vector_column,
+            text_column, leaves[leaf + 1], needs_work, vector_column,
             CASE WHEN version_column IS NULL THEN ''
                  ELSE format(', %I = %L', version_column, model_version) END)
         USING format('(%s,0)', first_page)::tid, format('(%s,0)', first_page + pages_per_batch)::tid;
         GET DIAGNOSTICS updated = ROW_COUNT;
         done := done + updated;
         first_page := first_page + pages_per_batch;
-        IF first_page < pages AND clock_timestamp() - last_notice >= interval '5 seconds' THEN
+        IF clock_timestamp() - last_notice >= interval '5 seconds' THEN
             rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
-            RAISE NOTICE 'uhok_embed_backfill: % / % rows (% %%)', done, total, round(100.0 * done / total, 1)
+            RAISE NOTICE 'uhok_embed_backfill: % / % rows (% %%), about % left', done, total,
+                round(100.0 * done / greatest(total, 1), 1), greatest(total - done, 0)
                 USING DETAIL = format('%s rows/s, about %s s left.', round(rate::numeric, 1),
                                       round((greatest(total - done, 0) / greatest(rate, 1e-9))::numeric));
             last_notice := clock_timestamp();
         END IF;
     END IF;
-    IF first_page < pages THEN
-        RETURN state || jsonb_build_object('done', done, 'first_page', first_page, 'last_notice', last_notice);
+    IF leaf < cardinality(leaves) AND first_page >= pages THEN
+        -- The end of this leaf as measured: walk on if it grew meanwhile, else the next leaf.
+        pages := pg_catalog.pg_relation_size(leaves[leaf + 1]) / current_setting('block_size')::bigint;
+        IF first_page >= pages THEN
+            leaf := leaf + 1;
+            first_page := 0;
+            pages := coalesce(pg_catalog.pg_relation_size(leaves[leaf + 1]) / current_setting('block_size')::bigint, 0);
+        END IF;
     END IF;
-    rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
-    RAISE NOTICE 'uhok_embed_backfill: embedded % rows of %', done, tbl
-        USING DETAIL = format('%s s, %s rows/s.', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1),
-                              round(rate::numeric, 1));
-    RETURN NULL;
+    IF leaf >= cardinality(leaves) THEN
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s', tbl, needs_work) INTO left_over;
+        IF left_over > 0 AND pass < 3 THEN
+            -- Rows written while the walk went by (see above): walk again for them.
+            RAISE NOTICE 'uhok_embed_backfill: % rows of % written during the walk still need work: walking again', left_over, tbl;
+            total := done + left_over;
+            leaf := 0;
+            pass := pass + 1;
+            first_page := 0;
+            pages := pg_catalog.pg_relation_size(leaves[1]) / current_setting('block_size')::bigint;
+        ELSE
+            rate := done / greatest(extract(epoch FROM clock_timestamp() - started), 1e-3);
+            RAISE NOTICE 'uhok_embed_backfill: embedded % rows of %', done, tbl
+                USING DETAIL = format('%s s, %s rows/s.', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1),
+                                      round(rate::numeric, 1));
+            IF left_over > 0 THEN
+                RAISE WARNING 'uhok_embed_backfill: % rows of % still need work: they were rewritten during each of 3 walks', left_over, tbl
+                    USING HINT = 'CALL uhok_embed_backfill again once the writes slow down.';
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN state || jsonb_build_object('total', total, 'done', done, 'leaf', leaf, 'pass', pass, 'pages', pages,
+                                       'first_page', first_page, 'last_notice', last_notice);
 END
 $$;
 

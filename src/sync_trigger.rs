@@ -115,25 +115,40 @@ fn uhok_embed_row_embed<'a>(
                 && read_text(new_tuple, tupdesc, col).as_deref() == Some(current_version())
         })
     };
+    // Batch mode's row trigger (argument 'batch') leaves the vector pending (NULL): the
+    // statement's AFTER trigger embeds all pending rows together (sql/sync.sql).
+    let pending = trigger.extra_args()?.first().is_some_and(|a| a == "batch");
     if is_update {
         let old_tuple = data.tg_trigtuple;
         let vector_same = same(old_tuple, new_tuple, tupdesc, vector_col, vector_att);
         let version_same =
             version.is_none_or(|(col, att)| same(old_tuple, new_tuple, tupdesc, col, att));
-        if read_text(old_tuple, tupdesc, text_col) == text && vector_same && version_same {
+        let text_same = read_text(old_tuple, tupdesc, text_col) == text;
+        if text_same && vector_same && version_same {
             // Nothing of ours changed: keep the vector, run no model.
             return Ok(Some(unchanged(tupdesc, new_tuple)));
         }
         if !vector_same && supplied_current() {
             return Ok(Some(unchanged(tupdesc, new_tuple)));
         }
+        // Batch mode's own fill, on a table without a version column (with one, the fill
+        // writes the current version and is kept just above): the statement trigger, one
+        // trigger level up, writes the vector of a pending row whose text it embedded. Marked
+        // pending again, the row would fire the statement trigger again, and again, until
+        // "stack depth limit exceeded" failed every INSERT.
+        if pending
+            && version.is_none()
+            && text_same
+            && is_null(old_tuple, tupdesc, vector_col)
+            && !is_null(new_tuple, tupdesc, vector_col)
+            && trigger_depth() > 1
+        {
+            return Ok(Some(unchanged(tupdesc, new_tuple)));
+        }
     } else if supplied_current() {
         return Ok(Some(unchanged(tupdesc, new_tuple)));
     }
 
-    // Batch mode's row trigger (argument 'batch') leaves the vector pending (NULL): the
-    // statement's AFTER trigger embeds all pending rows together (sql/sync.sql).
-    let pending = trigger.extra_args()?.first().is_some_and(|a| a == "batch");
     let vector = text.filter(|_| !pending).map(|text| {
         let v = api::embed_as(crate::stats::Function::Trigger, &text, true);
         let typmod = vector_att.atttypmod;
@@ -296,6 +311,13 @@ fn read_text(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, attnum: i16) 
         let datum = pg_sys::heap_getattr(tuple, i32::from(attnum), tupdesc, &mut isnull);
         String::from_polymorphic_datum(datum, isnull, pg_sys::TEXTOID)
     }
+}
+
+/// PostgreSQL's pg_trigger_depth(): 1 in a trigger fired by a statement of the client, 2 in
+/// one fired by a statement that a trigger ran.
+fn trigger_depth() -> i32 {
+    // SAFETY: pg_trigger_depth takes no arguments and only reads a backend-local counter.
+    unsafe { pgrx::direct_function_call::<i32>(pg_sys::pg_trigger_depth, &[]) }.unwrap_or(0)
 }
 
 fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {

@@ -94,3 +94,22 @@ CALL uhok_embed_backfill('"RECIPE_VECTOR_TABLE"', 'COOKING_NAME', 'VECTOR_NAME',
 ROLLBACK;
 DROP TABLE "RECIPE_VECTOR_TABLE";
 DROP FUNCTION stale_rows();
+
+-- A partitioned table: the parent has no pages of its own; every leaf partition is walked
+-- (a sub-partitioned one too), and a second run finds nothing left.
+CREATE TABLE menu (id bigint, kind text, name text, v vector(384), version text) PARTITION BY LIST (kind);
+CREATE TABLE menu_soup PARTITION OF menu FOR VALUES IN ('soup');
+CREATE TABLE menu_rice PARTITION OF menu FOR VALUES IN ('rice') PARTITION BY RANGE (id);
+CREATE TABLE menu_rice_low PARTITION OF menu_rice FOR VALUES FROM (0) TO (100);
+CREATE TABLE menu_rice_high PARTITION OF menu_rice FOR VALUES FROM (100) TO (1000);
+CREATE TABLE menu_other PARTITION OF menu DEFAULT;
+INSERT INTO menu (id, kind, name)
+SELECT g, (ARRAY['soup', 'rice', 'noodles'])[1 + g % 3], 'menu item ' || g FROM generate_series(1, 300) g;
+\set VERBOSITY terse
+CALL uhok_embed_backfill('menu', 'name', 'v', 'version', 16);
+CALL uhok_embed_backfill('menu', 'name', 'v', 'version', 16);
+\set VERBOSITY default
+SELECT tableoid::regclass AS partition, count(*) AS rows,
+       bool_and(version = uhok_embed_version() AND max_abs_diff(v, uhok_embed(name)) <= 1e-5) AS all_embedded
+FROM menu GROUP BY 1 ORDER BY 1;
+DROP TABLE menu;

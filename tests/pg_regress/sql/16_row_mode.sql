@@ -204,6 +204,20 @@ SELECT uhok_embed_attach('bulk', 'title', 'embedding', 'model_version', mode => 
 GRANT UPDATE ON bulk TO uhok_embed_writer;
 SELECT uhok_embed_attach('bulk', 'title', 'embedding', 'model_version', mode => 'batch');
 REVOKE ALL ON bulk FROM uhok_embed_writer;
+-- Without a version column too: the statement trigger's own UPDATE is told apart by trigger
+-- depth, so each row is filled once (it was marked pending again, and the statement trigger
+-- recursed until "stack depth limit exceeded"). A vector cleared or overwritten by hand is
+-- embedded again.
+CREATE TABLE bulk_unversioned (id bigint PRIMARY KEY, name text, v vector(384));
+SELECT uhok_embed_attach('bulk_unversioned', 'name', 'v', mode => 'batch');
+SELECT passes() AS before \gset
+INSERT INTO bulk_unversioned SELECT g, 'soup ' || g FROM generate_series(1, 40) g;
+SELECT passes() - :before AS passes_for_40_rows;
+UPDATE bulk_unversioned SET name = 'hot ' || name WHERE id <= 3;
+UPDATE bulk_unversioned SET v = NULL WHERE id = 4;
+UPDATE bulk_unversioned SET v = (SELECT v FROM bulk_unversioned WHERE id = 5) WHERE id = 6;
+SELECT count(*) AS total, count(v) AS with_vector, bool_and(max_abs_diff(v, uhok_embed(name)) <= 1e-5) AS all_equal
+FROM bulk_unversioned;
 
 -- 8. A vector column narrower than the model's vectors: a clear error, not a bad row.
 CREATE TABLE narrow (name text, v vector(3));
@@ -215,7 +229,7 @@ CREATE TRIGGER misused BEFORE INSERT ON misused FOR EACH ROW EXECUTE FUNCTION uh
 INSERT INTO misused VALUES ('ramen');
 SELECT uhok_embed_attach('misused', 'name', 'v', mode => 'sideways');
 
-DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, bulk, narrow, misused;
+DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, bulk, bulk_unversioned, narrow, misused;
 DROP FUNCTION log_row();
 DROP FUNCTION check_sync(regclass, name, name, name);
 DROP FUNCTION passes();
