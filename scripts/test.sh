@@ -3,7 +3,8 @@
 #   1. embed-core against sentence-transformers' outputs for both test models (cargo test)
 #   2. the SQL surface on a throwaway PostgreSQL 15 cluster with real pgvector (pg_regress),
 #      and the README's examples on the same cluster (tests/readme_examples.py)
-#   3. concurrency scripts on the same cluster (tests/concurrency/); on clusters of their own
+#   3. concurrency scripts and random statements against the sync invariant (tests/invariant.py)
+#      on the same cluster (tests/concurrency/); on clusters of their own
 #      (a crash there cannot hide in another test): preloading the model (tests/preload.sh),
 #      file operations on a loaded model's folder (tests/model_files.sh), a model switched by
 #      symlink under running sessions (tests/model_switch.sh), the cluster-wide statistics
@@ -116,6 +117,8 @@ for t in tests/concurrency/*.sh; do
     bash "$t" "$cluster" "$port"
     result "$t" $?
 done
+python3 tests/invariant.py --host "$cluster" --port "$port"
+result "tests/invariant.py (random statements against the sync invariant)" $?
 bash tests/preload.sh $((port + 1))
 result "tests/preload.sh" $?
 bash tests/stats.sh $((port + 1))
