@@ -147,6 +147,8 @@ UHOK_UPGRADE_FROM=0.6.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.6.0)" $?
 UHOK_UPGRADE_FROM=0.7.0 bash tests/upgrade.sh $((port + 2))
 result "tests/upgrade.sh (from 0.7.0)" $?
+UHOK_UPGRADE_FROM=0.8.0 bash tests/upgrade.sh $((port + 2))
+result "tests/upgrade.sh (from 0.8.0)" $?
 bash tests/released_scripts.sh
 result "tests/released_scripts.sh" $?
 bash tests/install_models.sh

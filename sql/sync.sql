@@ -110,6 +110,12 @@ COMMENT ON FUNCTION uhok_embed_internal.uhok_embed_row_trigger() IS
 CREATE FUNCTION uhok_embed_internal.uhok_embed_statement_trigger() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- The keys travel as text (below): printed the way pg_dump prints them, whatever the session's
+-- settings (exact floats; ISO dates and times, whose zone is a numeric offset, never an
+-- abbreviation another zone list could read otherwise).
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = postgres
 AS $$
 DECLARE
     -- Arguments: 'attnums', then the text, vector and version (0: none) columns' attribute
@@ -123,9 +129,13 @@ DECLARE
     key_columns    text[];
     -- Rows per UPDATE: bounds the vector[] of one statement (4096 x 384 floats = 6 MB).
     rows_per_update constant integer := 4096;
-    pending        bigint;
+    pending        boolean;
     key_list       text;
     key_match      text;
+    fill           text;
+    r              record;
+    keys           jsonb[] := '{}';
+    texts          text[] := '{}';
 BEGIN
     IF by_number THEN
         SELECT max(a.attname::text) FILTER (WHERE a.attnum = TG_ARGV[1]::smallint),
@@ -151,19 +161,25 @@ BEGIN
         version_column := nullif(TG_ARGV[2], '');
         key_columns := TG_ARGV[3:];
     END IF;
-    EXECUTE format('SELECT count(*) FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL',
+    -- Nothing pending (the fill's own UPDATE fires this trigger too): done, before any lookup.
+    EXECUTE format('SELECT EXISTS (SELECT FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL)',
                    vector_column, text_column) INTO pending;
-    IF pending = 0 THEN
+    IF NOT pending THEN
         RETURN NULL;
     END IF;
     -- Each key column is matched with the equality operator of its primary key index's operator
     -- class, qualified (a regoper printed under this search_path names its schema), so a key of a
-    -- type from another schema (citext, say) is compared by its own operator, found by OID.
-    SELECT string_agg(format('%I', k.col), ', ' ORDER BY k.ord),
-           string_agg(format('t.%1$I OPERATOR(%2$s) n.%1$I', k.col,
-                             coalesce(eq.oprid::regoper::text, 'pg_catalog.=')), ' AND ' ORDER BY k.ord)
+    -- type from another schema (citext, say) is compared by its own operator, found by OID. The
+    -- keys travel as their text output in a jsonb array and are cast back to their own type
+    -- (format_type qualifies a type outside pg_catalog), exact as pg_dump relies on (the
+    -- function sets what pg_dump sets for it: extra_float_digits, DateStyle, IntervalStyle).
+    SELECT string_agg(format('%I::text', k.col), ', ' ORDER BY k.ord),
+           string_agg(format('t.%1$I OPERATOR(%2$s) (n.uhok_key->>%3$s)::%4$s', k.col,
+                             coalesce(eq.oprid::regoper::text, 'pg_catalog.='), k.ord - 1,
+                             pg_catalog.format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY k.ord)
       INTO key_list, key_match
     FROM unnest(key_columns) WITH ORDINALITY AS k(col, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = TG_RELID AND a.attname = k.col
     LEFT JOIN LATERAL (
         SELECT o.amopopr AS oprid
         FROM pg_catalog.pg_index i
@@ -174,26 +190,43 @@ BEGIN
                                  AND o.amoprighttype = c.opcintype AND o.amopstrategy = 3
         WHERE i.indrelid = TG_RELID AND i.indisprimary AND a.attname = k.col
         LIMIT 1) AS eq ON true;
-    FOR chunk_start IN 0 .. pending - 1 BY rows_per_update LOOP
-        EXECUTE format($q$
-            WITH n AS MATERIALIZED (
-                SELECT *
-                FROM (SELECT %1$s, %2$I::text AS uhok_text, row_number() OVER () AS uhok_ord
-                      FROM uhok_embed_new_rows WHERE %3$I IS NULL AND %2$I IS NOT NULL) AS all_pending
-                WHERE uhok_ord > $1 AND uhok_ord <= $1 + $2),
-            e AS (SELECT v, ord + $1 AS uhok_ord
-                  FROM unnest(uhok_embed_internal.uhok_embed_batch_as('trigger', ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
-                       WITH ORDINALITY AS u(v, ord))
-            UPDATE %4$s AS t SET %3$I = e.v %5$s
-            FROM n JOIN e USING (uhok_ord)
-            WHERE %6$s AND t.%3$I IS NULL AND t.%2$I::text IS NOT DISTINCT FROM n.uhok_text
-            $q$,
-            key_list, text_column, vector_column, TG_RELID::regclass,
-            CASE WHEN version_column IS NULL THEN ''
-                 ELSE format(', %I = uhok_embed_internal.uhok_embed_version()', version_column) END,
-            key_match)
-        USING chunk_start, rows_per_update;
+    -- Each row is found through the primary key (LATERAL ... LIMIT 1: an index probe per key,
+    -- whatever the planner would make of a join with the whole table) and updated by its ctid.
+    -- The rows are this statement's own, locked by this transaction, so no other can have moved
+    -- them in between.
+    fill := format($q$
+        WITH n AS (SELECT uhok_key, uhok_text, ord FROM unnest($1, $2) WITH ORDINALITY AS u(uhok_key, uhok_text, ord)),
+        e AS (SELECT v, ord FROM unnest(uhok_embed_internal.uhok_embed_batch_as('trigger', $2)) WITH ORDINALITY AS u(v, ord)),
+        r AS (SELECT l.uhok_tid, e.v
+              FROM n JOIN e USING (ord)
+              CROSS JOIN LATERAL (SELECT t.ctid AS uhok_tid FROM %1$s AS t
+                                  WHERE %4$s AND t.%2$I IS NULL AND t.%5$I::text IS NOT DISTINCT FROM n.uhok_text
+                                  LIMIT 1) AS l)
+        UPDATE %1$s AS t SET %2$I = r.v %3$s
+        FROM r WHERE t.ctid = r.uhok_tid
+        $q$,
+        TG_RELID::regclass, vector_column,
+        CASE WHEN version_column IS NULL THEN ''
+             ELSE format(', %I = uhok_embed_internal.uhok_embed_version()', version_column) END,
+        key_match, text_column);
+    -- The pending rows, read once from the transition table, rows_per_update at a time: each
+    -- group is one UPDATE (its texts embedded together, uhok_embed.batch_size per pass). The
+    -- time grows with the statement's rows: 0.8.0 numbered all of them again for every group
+    -- (row_number() over the whole transition table), quadratic for a large COPY.
+    FOR r IN EXECUTE format('SELECT pg_catalog.jsonb_build_array(%s) AS k, %I::text AS t
+                             FROM uhok_embed_new_rows WHERE %I IS NULL AND %I IS NOT NULL',
+                            key_list, text_column, vector_column, text_column) LOOP
+        keys := keys || r.k;
+        texts := texts || r.t;
+        IF cardinality(texts) >= rows_per_update THEN
+            EXECUTE fill USING keys, texts;
+            keys := '{}';
+            texts := '{}';
+        END IF;
     END LOOP;
+    IF cardinality(texts) > 0 THEN
+        EXECUTE fill USING keys, texts;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -461,6 +494,7 @@ DECLARE
     started         timestamptz;
     last_notice     timestamptz;
     leaves          regclass[];
+    rows_of_tbl     text;
     leaf            integer;
     pass            integer;
     pages           bigint;
@@ -511,9 +545,13 @@ BEGIN
                     WHERE c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) AS p WHERE p.isleaf
                                     UNION ALL SELECT tbl)
                       AND c.relkind = 'r' ORDER BY c.oid);
+    -- The rows those hold: a partitioned table's, or a plain table's own (ONLY: not those of
+    -- tables that inherit from it, which are tables of their own to backfill).
+    rows_of_tbl := CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = tbl) = 'p'
+                        THEN tbl::text ELSE 'ONLY ' || tbl::text END;
 
     IF state IS NULL THEN
-        EXECUTE format('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s', needs_work, tbl) INTO total, all_rows;
+        EXECUTE format('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s', needs_work, rows_of_tbl) INTO total, all_rows;
         RAISE NOTICE 'uhok_embed_backfill: % rows of % to embed with %', total, tbl, model_version;
         IF total = 0 OR cardinality(leaves) = 0 THEN
             RETURN NULL;
@@ -547,12 +585,12 @@ BEGIN
         EXECUTE format($q$
             WITH n AS MATERIALIZED (
                 SELECT ctid AS uhok_tid, %1$I::text AS uhok_text, row_number() OVER () AS uhok_ord
-                FROM %2$s
+                FROM ONLY %2$s
                 WHERE ctid >= $1 AND ctid < $2 AND (%3$s)),
             e AS (SELECT v, ord AS uhok_ord
                   FROM unnest(uhok_embed_internal.uhok_embed_batch_as('backfill', ARRAY(SELECT uhok_text FROM n ORDER BY uhok_ord)))
                        WITH ORDINALITY AS u(v, ord))
-            UPDATE %2$s AS t SET %4$I = e.v %5$s
+            UPDATE ONLY %2$s AS t SET %4$I = e.v %5$s
             FROM n JOIN e USING (uhok_ord)
             WHERE t.ctid = n.uhok_tid AND t.%1$I::text IS NOT DISTINCT FROM n.uhok_text
             $q$,
@@ -582,7 +620,7 @@ BEGIN
         END IF;
     END IF;
     IF leaf >= cardinality(leaves) THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %s', tbl, needs_work) INTO left_over;
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s', rows_of_tbl, needs_work) INTO left_over;
         IF left_over > 0 AND pass < 3 THEN
             -- Rows written while the walk went by (see above): walk again for them.
             RAISE NOTICE 'uhok_embed_backfill: % rows of % written during the walk still need work: walking again', left_over, tbl;

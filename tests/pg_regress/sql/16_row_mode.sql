@@ -218,6 +218,14 @@ UPDATE bulk_unversioned SET v = NULL WHERE id = 4;
 UPDATE bulk_unversioned SET v = (SELECT v FROM bulk_unversioned WHERE id = 5) WHERE id = 6;
 SELECT count(*) AS total, count(v) AS with_vector, bool_and(max_abs_diff(v, uhok_embed(name)) <= 1e-5) AS all_equal
 FROM bulk_unversioned;
+-- A key whose text depends on a setting (a float8 under extra_float_digits = 0 prints 0.3 for
+-- 0.1 + 0.2) still finds its row: the keys travel as exact text.
+CREATE TABLE bulk_float (id float8 PRIMARY KEY, name text, v vector(384), version text);
+SELECT uhok_embed_attach('bulk_float', 'name', 'v', 'version', mode => 'batch');
+SET extra_float_digits = 0;
+INSERT INTO bulk_float (id, name) VALUES (0.1::float8 + 0.2::float8, 'float soup'), (1.0::float8 / 3, 'third rice');
+RESET extra_float_digits;
+SELECT count(*) AS total, count(v) AS with_vector FROM bulk_float;
 
 -- 8. A vector column narrower than the model's vectors: a clear error, not a bad row.
 CREATE TABLE narrow (name text, v vector(3));
@@ -229,7 +237,7 @@ CREATE TRIGGER misused BEFORE INSERT ON misused FOR EACH ROW EXECUTE FUNCTION uh
 INSERT INTO misused VALUES ('ramen');
 SELECT uhok_embed_attach('misused', 'name', 'v', mode => 'sideways');
 
-DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, bulk, bulk_unversioned, narrow, misused;
+DROP TABLE inbox, private_notes, audited, audit_log, menu, 레시피, restored, restored_copy, unversioned, bulk, bulk_unversioned, bulk_float, narrow, misused;
 DROP FUNCTION log_row();
 DROP FUNCTION check_sync(regclass, name, name, name);
 DROP FUNCTION passes();
