@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
+use embed_core::latency::{bucket_of, percentile_ms, BUCKETS};
 use embed_core::Usage;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -151,8 +152,6 @@ enum Counter {
     LoadNs,
 }
 const COUNTERS: usize = Counter::LoadNs as usize + 1;
-
-use embed_core::latency::{bucket_of, percentile_ms, BUCKETS};
 
 #[repr(C)]
 struct Entry {
@@ -495,8 +494,9 @@ pub struct Row {
     pub load_ms: f64,
 }
 
-/// Every entry `visible` lets through, copied under the shared lock.
-pub fn rows(visible: impl Fn(pg_sys::Oid) -> bool) -> Vec<Row> {
+/// Every entry, copied under the shared lock. (Who may see which is decided by the caller,
+/// after the lock is released: a privilege check reads catalogs, which can raise an ERROR.)
+pub fn rows() -> Vec<Row> {
     let table = table();
     let _shared = table.lock(pg_sys::LWLockMode::LW_SHARED);
     let used = table.header().used.load(Relaxed);
@@ -504,9 +504,6 @@ pub fn rows(visible: impl Fn(pg_sys::Oid) -> bool) -> Vec<Row> {
     for i in 0..used {
         let e = table.entry(i);
         let role = pg_sys::Oid::from(e.key.role);
-        if !visible(role) {
-            continue;
-        }
         let histogram: Vec<u64> = e.histogram.iter().map(|b| b.load(Relaxed)).collect();
         let calls = e.get(Counter::Calls);
         let ms = |ns: u64| ns as f64 / 1e6;

@@ -46,8 +46,9 @@ fn uhok_embed_stats() -> TableIterator<
     let me = unsafe { pg_sys::GetUserId() };
     let all =
         unsafe { pg_sys::has_privs_of_role(me, pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS)) };
-    // SAFETY: as above.
-    let rows = stats::rows(|role| all || unsafe { pg_sys::has_privs_of_role(me, role) });
+    let mut rows = stats::rows();
+    // SAFETY: as above; after stats::rows() has released its lock.
+    rows.retain(|r| all || unsafe { pg_sys::has_privs_of_role(me, r.role) });
     TableIterator::new(rows.into_iter().map(|r| {
         (
             r.role,

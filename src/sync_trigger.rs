@@ -138,6 +138,7 @@ fn uhok_embed_row_embed<'a>(
         // "stack depth limit exceeded" failed every INSERT.
         if pending
             && version.is_none()
+            && text.is_some()
             && text_same
             && is_null(old_tuple, tupdesc, vector_col)
             && !is_null(new_tuple, tupdesc, vector_col)

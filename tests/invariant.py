@@ -204,6 +204,14 @@ $$ SELECT max(abs(x - y)) FROM unnest(a::real[], b::real[]) AS p(x, y) $$;""", "
                 script.append(statement(rng, rng.choice(list(TABLES)), next_id))
             statements += len(script)
             r = psql(args, "\\set VERBOSITY sqlstate\n" + "\n".join(script) + "\n")
+            # psql goes on after an ERROR (exit 0) but not after losing the server (exit 2): a
+            # crashed backend, or any FATAL or PANIC, fails the test, whatever the check says.
+            lost = [l for l in r.stderr.splitlines()
+                    if l.startswith(("FATAL:", "PANIC:")) or "server closed the connection" in l
+                    or "connection to server" in l]
+            if r.returncode or lost:
+                failures.append(f"batch {b + 1}: psql exited {r.returncode}: {'; '.join(lost) or r.stderr.strip()[-300:]}")
+                break
             for line in r.stderr.splitlines():
                 if line.startswith("ERROR:"):
                     code = line.split()[-1]
@@ -229,6 +237,8 @@ $$ SELECT max(abs(x - y)) FROM unnest(a::real[], b::real[]) AS p(x, y) $$;""", "
         stop.set()
         worker.join()
     failures += [f"backfill: {e}" for e in backfills["errors"]]
+    if backfills["runs"] == 0:
+        failures.append("no backfill ran beside the statements")
     print(f"  {statements} statements in {time.time() - started:.0f} s ({', '.join(f'{n} x {c}' for c, n in sorted(errors.items())) or 'no errors'}), "
           f"{backfills['runs']} backfills beside them; {rows} rows at the last check")
     for f in failures:
