@@ -27,7 +27,7 @@ UHOK_CLUSTER_CONF="uhok_embed.model_path = '\$sharedir/uhok_embed/models/$model'
 uhok_embed.threads = 1
 autovacuum = off" throwaway_cluster bench_bulk "$port"
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$cluster" -p "$port" -U postgres)
-echo "host: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }'), $model, 1 thread, uhok_embed.batch_size 32, batch mode, no index but the primary key"
 printf '%-8s %-7s %8s %9s %8s %9s %15s\n' version method rows seconds rows/s model_s "trigger us/row"
 for v in $versions; do

@@ -52,7 +52,7 @@ echo "shared_preload_libraries = 'uhok_embed'" >> "$cluster/data/postgresql.conf
 preloaded=$(series)
 
 echo "uhok_embed $("${psql[@]}" -c "SELECT extversion FROM pg_extension WHERE extname = 'uhok_embed'"), model $version"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "$connections new connections one after another; first uhok_embed('갈비탕') inside the server, p50 / p95 / max:"
 echo "| | first call | target |"
 echo "|---|---|---|"

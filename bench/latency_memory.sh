@@ -79,7 +79,7 @@ read -r first_pre first_pre_wall < <(first_call)
 read -r pss_pre used_pre < <(memory)
 
 echo "uhok_embed in PostgreSQL: $info"
-echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg); uhok_embed.threads = 1"
+echo "$(machine_line); uhok_embed.threads = 1"
 echo
 copies=$(( weights_mb * 13 / 10 ))
 echo "| measure | without preload | with shared_preload_libraries | target |"

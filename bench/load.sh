@@ -62,7 +62,7 @@ result=$("$venv/bin/python" "$here/load.py" "host=$cluster port=$port user=postg
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers), threads ' || (i->>'threads') || ', query cache ' || (i->'cache'->>'size') FROM uhok_embed_info() i")
 echo "uhok_embed under load: $clients clients, ${seconds} s per path (two rounds each, alternating), ${write_share} of operations writes"
 echo "model: $info; the HTTP service: the same folder in sentence-transformers $("$venv/bin/python" -c 'import sentence_transformers as s; print(s.__version__)'), torch 1 thread, uvicorn 1 worker"
-echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "server: $("$PG_BINDIR/postgres" --version), 350 recipes + the writes, HNSW index"
 echo
 "$venv/bin/python" - "$result" <<'PY'

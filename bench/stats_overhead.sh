@@ -41,7 +41,7 @@ cached() {  # cached STATS -> us per call of a cached query, the mean of 50,000 
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-echo "host: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{ print $3 }'), uhok_embed $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1), preloaded; multilingual-e5-small-fixture, 1 thread; $rounds rounds, on and off alternating"
 for case in "p50:ms:a query that runs the model (cache_size 0), p50 of 300" \
             "cached:us:a cached query, mean of 50,000 calls"; do

@@ -128,7 +128,7 @@ fi
 info=$("${psql[@]}" -c "SELECT (i->>'model') || ' (' || (i->>'layers') || ' layers, ' || (i->>'dim') || ' dims), batch_size ' || (i->>'batch_size') || ', threads ' || (i->>'threads') FROM uhok_embed_info() i")
 echo "uhok_embed sync throughput: $rows Korean recipe names"
 echo "model: $info"
-echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "server: $("$PG_BINDIR/postgres" --version), HNSW index on the table during the trigger insert"
 echo
 printf '| %-56s | %8s | %10s | %9s | %24s |\n' "method" "seconds" "rows/s" "vs row" "vs sentence-transformers"

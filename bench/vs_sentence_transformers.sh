@@ -44,7 +44,7 @@ server_batch() {  # server_batch MODEL [PRECISION] -> names/s of uhok_embed_batc
 json() { "$venv/bin/python" -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
 
 echo "uhok_embed vs sentence-transformers $("$venv/bin/python" -c 'import sentence_transformers as s, torch as t; print(s.__version__, "/ torch", t.__version__)')"
-echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg); one thread everywhere"
+echo "$(machine_line); one thread everywhere"
 echo
 echo "| model | measure | uhok_embed | sentence-transformers | ratio |"
 echo "|---|---|---|---|---|"

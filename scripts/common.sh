@@ -40,6 +40,11 @@ as_owner() {
     if [ "$(id -u)" = 0 ]; then (cd / && runuser -u "$PG_OS_USER" -- "$@"); else "$@"; fi
 }
 
+# The conditions line every benchmark prints first: cores, CPU model, load average.
+machine_line() {
+    echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # A throwaway cluster for the calling script, stopped and deleted when it exits; sets $cluster.
 throwaway_cluster() {  # throwaway_cluster NAME PORT

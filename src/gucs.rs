@@ -136,15 +136,15 @@ pub fn register() {
     // SAFETY: a plain read of a PostgreSQL global that is set while preload libraries load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         GucRegistry::define_int_guc(
-        c"uhok_embed.stats_max",
-        c"Entries (database x role x model version x function) uhok_embed_stats keeps.",
-        c"When the table is full, the entry with the fewest calls gives way (uhok_embed_stats_info.dealloc counts them). About 1 kB each, in shared memory when uhok_embed is in shared_preload_libraries.",
-        &STATS_MAX,
-        10,
-        100_000,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+            c"uhok_embed.stats_max",
+            c"Entries (database x role x model version x function) uhok_embed_stats keeps.",
+            c"When the table is full, the entry with the fewest calls gives way (uhok_embed_stats_info.dealloc counts them). About 1 kB each, in shared memory when uhok_embed is in shared_preload_libraries.",
+            &STATS_MAX,
+            10,
+            100_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
     }
     // PGC_SUSET: at LOG it writes the start of users' texts to the server log.
     GucRegistry::define_enum_guc(

@@ -1,5 +1,5 @@
 //! What the server does with the model, per database x role x model version x function: the
-//! figures behind the uhok_embed_stats view (sql/stats.sql), kept the way pg_stat_statements
+//! figures behind the uhok_embed_stats view (stats_sql.rs), kept the way pg_stat_statements
 //! keeps its own.
 //!
 //! Under shared_preload_libraries the table lives in shared memory (requested in _PG_init, made
@@ -8,9 +8,8 @@
 //! same table in its own memory: the view then shows this session's figures and says so.
 //!
 //! Memory is bounded: `uhok_embed.stats_max` entries (set at server start; about 1 kB each; a
-//! backend's own table has 100);
-//! when the table is full the entry with the fewest calls gives way, and uhok_embed_stats_info
-//! counts it (`dealloc`, as pg_stat_statements_info does).
+//! backend's own table has 100); when the table is full the entry with the fewest calls gives
+//! way, and uhok_embed_stats_info counts it (`dealloc`, as pg_stat_statements_info does).
 //!
 //! Cost per call: one LWLock taken shared (exclusive only for a new entry) and a few atomic
 //! additions; the entry's slot is remembered per backend, so no search on the common path.
